@@ -1,0 +1,86 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+
+	"github.com/pelletier/go-toml/v2/unstable"
+)
+
+// positions maps dotted key paths ("storage.max_bytes", "mqtt[1].qos") to
+// the line that sets them, so that validation errors can name the line.
+type positions map[string]int
+
+func (p positions) line(key string) int {
+	for k := key; k != ""; {
+		if l, ok := p[k]; ok {
+			return l
+		}
+		// A key not in the file (a default) is reported at its table.
+		i := strings.LastIndexAny(k, ".[")
+		if i < 0 {
+			break
+		}
+		k = k[:i]
+	}
+	return 0
+}
+
+func indexPositions(data []byte) (positions, error) {
+	pos := positions{}
+	arrays := map[string]int{} // array-of-tables name -> count seen
+	var p unstable.Parser
+	p.Reset(data)
+	table := ""
+	for p.NextExpression() {
+		e := p.Expression()
+		switch e.Kind {
+		case unstable.Table, unstable.ArrayTable:
+			name := joinKey(e.Key())
+			if e.Kind == unstable.ArrayTable {
+				arrays[name]++
+				name = fmt.Sprintf("%s[%d]", name, arrays[name]-1)
+			}
+			table = name
+			pos[table] = keyLine(&p, e)
+		case unstable.KeyValue:
+			key := joinKey(e.Key())
+			if table != "" {
+				key = table + "." + key
+			}
+			pos[key] = keyLine(&p, e)
+		}
+	}
+	return pos, p.Error()
+}
+
+func keyLine(p *unstable.Parser, e *unstable.Node) int {
+	it := e.Key()
+	if !it.Next() {
+		return 0
+	}
+	return p.Shape(p.Range(it.Node().Data)).Start.Line
+}
+
+func joinKey(it unstable.Iterator) string {
+	var parts []string
+	for it.Next() {
+		parts = append(parts, string(it.Node().Data))
+	}
+	return strings.Join(parts, ".")
+}
+
+// splitHostPort accepts "host:port", ":port" and "[v6]:port" with a port in 1..65535.
+func splitHostPort(addr string) (host string, port int, err error) {
+	h, ps, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("want host:port or :port, got %q", addr)
+	}
+	n, err := strconv.Atoi(ps)
+	if err != nil || n < 1 || n > 65535 {
+		return "", 0, fmt.Errorf("port %q is not a number from 1 to 65535", ps)
+	}
+	return h, n, nil
+}

@@ -1,0 +1,81 @@
+package ringlog
+
+// ring holds the most recent records in memory, indexed by seq. Seqs in it
+// are contiguous (ids are handed out one by one within a run). It never
+// drops a record that is not yet committed: it grows instead, and shrinks
+// back once the writer has caught up.
+type ring struct {
+	buf   []entry // len is a power of two
+	start uint64  // seq of the oldest entry
+	n     int
+	min   int // capacity to return to after growing
+}
+
+func (r *ring) init(capacity int) {
+	c := 1
+	for c < capacity {
+		c <<= 1
+	}
+	r.buf = make([]entry, c)
+	r.min = c
+}
+
+func (r *ring) len() int { return r.n }
+
+// end is one past the newest seq in the ring.
+func (r *ring) end() uint64 { return r.start + uint64(r.n) }
+
+func (r *ring) at(seq uint64) *entry { return &r.buf[seq&uint64(len(r.buf)-1)] }
+
+// push adds e, whose seq must be end() (or anything when empty). When full
+// it evicts the oldest entry if it is committed, and grows otherwise.
+func (r *ring) push(e entry, committed uint64) {
+	if r.n == 0 {
+		r.start = e.rec.Seq
+	}
+	if r.n == len(r.buf) {
+		if r.start <= committed {
+			r.evictOldest()
+		} else {
+			r.resize(2 * len(r.buf))
+		}
+	}
+	*r.at(e.rec.Seq) = e
+	r.n++
+}
+
+func (r *ring) evictOldest() {
+	*r.at(r.start) = entry{}
+	r.start++
+	r.n--
+}
+
+// evictBelow drops entries with seq < seq (they must be committed).
+func (r *ring) evictBelow(seq uint64) {
+	for r.n > 0 && r.start < seq {
+		r.evictOldest()
+	}
+}
+
+// shrink returns to the minimum capacity once the entries fit, keeping
+// the newest ones.
+func (r *ring) shrink(committed uint64) {
+	if len(r.buf) == r.min {
+		return
+	}
+	for r.n > r.min && r.start <= committed {
+		r.evictOldest()
+	}
+	if r.n <= r.min {
+		r.resize(r.min)
+	}
+}
+
+func (r *ring) resize(c int) {
+	nb := make([]entry, c)
+	for i := 0; i < r.n; i++ {
+		seq := r.start + uint64(i)
+		nb[seq&uint64(c-1)] = *r.at(seq)
+	}
+	r.buf = nb
+}
