@@ -37,4 +37,3 @@ func (m *MQTT) validate(key string) error {
 	}
 	return nil
 }
-

@@ -52,7 +52,7 @@ type Options struct {
 	// attempt (for metrics); it must not block.
 	OnCommit func(records int, took time.Duration, err error)
 	Logger   *slog.Logger     // default: discard
-	Now          func() time.Time // default: time.Now
+	Now      func() time.Time // default: time.Now
 }
 
 func (o *Options) withDefaults() Options {
@@ -124,25 +124,25 @@ type Log struct {
 
 	mu sync.Mutex // protects everything below
 	// canAppend is signalled when the reserved range grows or the log closes.
-	canAppend *sync.Cond
-	closed    bool
-	next      uint64 // seq the next Append assigns
-	reserved  uint64 // highest seq durably reserved
-	committed uint64 // highest seq whose commit finished (durable, or lost below)
-	lostLo    uint64 // last range of seqs dropped from durability (disk failing)
-	lostHi    uint64
-	mem       ring   // recent records, including every uncommitted one
-	oldest    uint64 // oldest seq stored (0: none)
-	oldestTime int64 // its observation time, unix nanoseconds
-	latest    map[string]Record
-	notify    chan struct{} // closed by the next Append; nil when nobody waits
-	durable   chan struct{} // closed by the next commit; nil when nobody waits
-	writeErr  error         // last commit's error, nil after a success
-	pendBytes int64         // encoded bytes appended but not committed
-	budget    int64         // current bound on stored bytes (shrinks on disk full)
-	stored    int64         // bytes stored in the file (persisted counter)
-	count     int64         // records stored in the file (persisted counter)
-	stats     Stats
+	canAppend  *sync.Cond
+	closed     bool
+	next       uint64 // seq the next Append assigns
+	reserved   uint64 // highest seq durably reserved
+	committed  uint64 // highest seq whose commit finished (durable, or lost below)
+	lostLo     uint64 // last range of seqs dropped from durability (disk failing)
+	lostHi     uint64
+	mem        ring   // recent records, including every uncommitted one
+	oldest     uint64 // oldest seq stored (0: none)
+	oldestTime int64  // its observation time, unix nanoseconds
+	latest     map[string]Record
+	notify     chan struct{} // closed by the next Append; nil when nobody waits
+	durable    chan struct{} // closed by the next commit; nil when nobody waits
+	writeErr   error         // last commit's error, nil after a success
+	pendBytes  int64         // encoded bytes appended but not committed
+	budget     int64         // current bound on stored bytes (shrinks on disk full)
+	stored     int64         // bytes stored in the file (persisted counter)
+	count      int64         // records stored in the file (persisted counter)
+	stats      Stats
 }
 
 // Open opens or creates <dir>/ring.db.
