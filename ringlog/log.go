@@ -140,6 +140,7 @@ type Log struct {
 	writeErr   error         // last commit's error, nil after a success
 	pendBytes  int64         // encoded bytes appended but not committed
 	budget     int64         // current bound on stored bytes (shrinks on disk full)
+	makeRoom   bool          // the disk was full: trim before the next write
 	stored     int64         // bytes stored in the file (persisted counter)
 	count      int64         // records stored in the file (persisted counter)
 	stats      Stats
@@ -213,6 +214,10 @@ func (l *Log) tryOpen() (err error) {
 	if err != nil {
 		return fmt.Errorf("ringlog: open %s: %w", l.path, err)
 	}
+	// bbolt grows the file by AllocSize (16 MiB) at a time, and to the
+	// whole mapping while that is below AllocSize: scale it to the bound so
+	// that a small log's file stays near its bound.
+	db.AllocSize = int(min(max(l.opt.MaxBytes/32, 64<<10), 16<<20))
 	defer func() {
 		// bbolt panics on some corrupt pages; treat that as an unreadable file.
 		if p := recover(); p != nil {

@@ -210,6 +210,7 @@ type Stats struct {
 	CommitErrors      uint64
 	Trimmed           uint64 // records deleted by the size or age bound
 	Lost              uint64 // records given up while the disk failed
+	DiskFull          uint64 // commits that failed for want of space
 	ReserveWaits      uint64 // appends that waited for an id reservation
 	CorruptRecords    uint64 // undecodable records skipped at open
 	CorruptMovedAside uint64 // corrupt files moved aside at open

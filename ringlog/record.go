@@ -115,7 +115,7 @@ func decodeView(b []byte) (recordView, error) {
 
 func lenPrefixed(b []byte, max int) (field, rest []byte, err error) {
 	n, k := binary.Uvarint(b)
-	if k <= 0 || n > uint64(max) || n > uint64(len(b)-k) {
+	if k <= 0 || k != uvarintLen(n) || n > uint64(max) || n > uint64(len(b)-k) {
 		return nil, nil, fmt.Errorf("%w: bad length", ErrCorruptRecord)
 	}
 	return b[k : k+int(n)], b[k+int(n):], nil

@@ -2,6 +2,7 @@ package ringlog
 
 import (
 	"errors"
+	"strings"
 	"syscall"
 	"time"
 
@@ -34,21 +35,37 @@ func (l *Log) writer() {
 		case <-t.C:
 		case <-l.wake:
 		case <-l.closing:
-			l.commit(batch[:0])
+			for more := true; more; {
+				batch, more = l.commit(batch[:0])
+			}
 			return
 		}
-		batch = l.commit(batch[:0])
+		for more := true; more; {
+			batch, more = l.commit(batch[:0])
+		}
 	}
 }
 
-// commit writes every record appended since the last commit, trims, and
-// extends the id reservation when it runs low. It returns batch for reuse.
-func (l *Log) commit(batch []pendingRec) []pendingRec {
+// commit writes the records appended since the last commit, trims, and
+// extends the id reservation when it runs low. One transaction writes at
+// most an eighth of the size budget, because the pages it frees are reused
+// only by later transactions: bigger ones would grow the file past the
+// bound. It returns batch for reuse, and whether a successful commit left
+// records pending.
+func (l *Log) commit(batch []pendingRec) ([]pendingRec, bool) {
 	l.mu.Lock()
 	from, to := l.committed+1, l.next-1
+	limit := max(l.budget/8, 64<<10)
+	var size int64
 	for seq := from; seq <= to; seq++ {
-		batch = append(batch, pendingRec{seq: seq, enc: l.mem.at(seq).enc})
+		e := l.mem.at(seq)
+		if size += int64(len(e.enc)) + recordOverhead; size > limit && seq > from {
+			to = seq - 1
+			break
+		}
+		batch = append(batch, pendingRec{seq: seq, enc: e.enc})
 	}
+	more := to < l.next-1
 	reserve := l.reserved
 	if l.next+l.opt.ReserveBlock/2 > l.reserved {
 		reserve = l.next - 1 + l.opt.ReserveBlock
@@ -58,13 +75,25 @@ func (l *Log) commit(batch []pendingRec) []pendingRec {
 	ageDue := l.oldest != 0 && l.oldestTime < cutoff
 	in := commitResult{stored: l.stored, count: l.count, oldest: l.oldest, oldestTime: l.oldestTime}
 	budget := l.budget
+
+	makeRoom := l.makeRoom
+	l.makeRoom = false
 	l.mu.Unlock()
 
 	if len(batch) == 0 && reserve == l.reserved && !ageDue {
-		return batch
+		return batch, false
 	}
 	start := time.Now()
-	res, err := l.write(batch, reserve, budget, cutoff, in)
+	var res commitResult
+	var err error
+	if makeRoom {
+		// The disk is full: a transaction that only deletes frees pages
+		// that the next one, which adds, can reuse without growing the file.
+		in, err = l.write(nil, l.reserved, budget, cutoff, in)
+	}
+	if err == nil {
+		res, err = l.write(batch, reserve, budget, cutoff, in)
+	}
 	took := time.Since(start)
 	if l.opt.OnCommit != nil {
 		l.opt.OnCommit(len(batch), took, err)
@@ -73,8 +102,8 @@ func (l *Log) commit(batch []pendingRec) []pendingRec {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err != nil {
-		l.commitFailed(err, from, to)
-		return batch
+		l.commitFailed(err, from, l.next-1)
+		return batch, false
 	}
 	var bytes int64
 	for _, p := range batch {
@@ -98,7 +127,7 @@ func (l *Log) commit(batch []pendingRec) []pendingRec {
 		close(l.durable)
 		l.durable = nil
 	}
-	return batch
+	return batch, more
 }
 
 // commitFailed keeps the batch pending for the next try. On a full disk it
@@ -113,8 +142,12 @@ func (l *Log) commitFailed(err error, from, to uint64) {
 	l.writeErr = err
 	l.stats.CommitErrors++
 	if isDiskFull(err) {
+		// Make room for what is pending (and some) by trimming the oldest
+		// records; the lower bound stays until restart.
 		floor := int64(64 << 10)
-		l.budget = max(floor, min(l.budget, l.stored)*9/10)
+		l.budget = max(floor, min(l.budget, l.stored-2*l.pendBytes))
+		l.makeRoom = true
+		l.stats.DiskFull++
 	}
 	for seq := from; seq <= to && l.pendBytes > l.opt.MaxPendingBytes; seq++ {
 		l.pendBytes -= int64(len(l.mem.at(seq).enc))
@@ -132,7 +165,18 @@ func (l *Log) commitFailed(err error, from, to uint64) {
 }
 
 func isDiskFull(err error) bool {
-	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EFBIG) || errors.Is(err, syscall.EDQUOT)
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EFBIG) || errors.Is(err, syscall.EDQUOT) {
+		return true
+	}
+	// bbolt formats some I/O errors with %s ("file resize error: ..."),
+	// which drops the errno: match its text too.
+	msg := err.Error()
+	for _, e := range []syscall.Errno{syscall.ENOSPC, syscall.EFBIG, syscall.EDQUOT} {
+		if strings.Contains(msg, e.Error()) {
+			return true
+		}
+	}
+	return false
 }
 
 // write runs one bbolt transaction: put the batch, trim the oldest records
