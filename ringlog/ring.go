@@ -58,9 +58,11 @@ func (r *ring) evictBelow(seq uint64) {
 }
 
 // shrink returns to the minimum capacity once the entries fit, keeping
-// the newest ones.
+// the newest ones. Growth to a few times the minimum is normal at high
+// append rates (one sync interval's records) and is kept, so the ring does
+// not regrow every interval; a bigger one (a disk outage) is given back.
 func (r *ring) shrink(committed uint64) {
-	if len(r.buf) == r.min {
+	if len(r.buf) <= 4*r.min {
 		return
 	}
 	for r.n > r.min && r.start <= committed {
