@@ -154,20 +154,17 @@ func Parse(name string, data []byte) (*Config, error) {
 }
 
 func decodeError(name string, err error) error {
-	var de *toml.DecodeError
-	if errors.As(err, &de) {
-		row, _ := de.Position()
-		msg := strings.TrimPrefix(de.Error(), "toml: ")
-		if strings.Contains(msg, "strict mode") {
-			msg = "unknown key"
-		}
-		return &Error{File: name, Line: row, Key: strings.Join(de.Key(), "."), Msg: msg}
-	}
 	var se *toml.StrictMissingError
 	if errors.As(err, &se) && len(se.Errors) > 0 {
 		e := se.Errors[0]
 		row, _ := e.Position()
 		return &Error{File: name, Line: row, Key: strings.Join(e.Key(), "."), Msg: "unknown key"}
+	}
+	var de *toml.DecodeError
+	if errors.As(err, &de) {
+		row, _ := de.Position()
+		msg := strings.TrimPrefix(de.Error(), "toml: ")
+		return &Error{File: name, Line: row, Key: strings.Join(de.Key(), "."), Msg: msg}
 	}
 	return &Error{File: name, Msg: err.Error()}
 }

@@ -3,37 +3,306 @@ package config
 import (
 	"fmt"
 	"net/url"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/eddy-iot/eddy/topic"
 )
 
-// MQTT is one [[mqtt]] block: one client connection to one broker.
+// MQTT defaults and bounds.
+const (
+	DefaultMQTTQoS          = 1
+	DefaultMQTTKeepalive    = 30 * time.Second
+	DefaultMQTTMaxPayload   = Size(64 << 10)
+	DefaultMQTTMaxTopics    = 10000
+	DefaultMQTTReconnectMax = 30 * time.Second
+
+	// maxMQTTPayload is the ring log's bound on one record's value
+	// (ringlog.MaxValueLen); config does not import ringlog.
+	maxMQTTPayload = Size(1 << 20)
+	// maxUnitLen is the ring log's bound on a unit (ringlog.MaxUnitLen).
+	maxUnitLen = 64
+)
+
+// MQTT is one [[mqtt]] block: one client connection to one broker, with a
+// persistent session (clean session off) under a stable client id.
+//
+//	[[mqtt]]
+//	broker = "ssl://broker.lan:8883"   # tcp://, ssl://, ws://, wss:// (also mqtt://, mqtts://, tls://)
+//	topics = ["sensors/#", "plant/+/status"]
+//	qos = 1                            # 0, 1 or 2; default 1
+//	client_id = "eddy-lab-1"           # default "eddy-<hostname>" ("eddy-<hostname>-<n>" for the n-th block, n >= 2)
+//	username = "eddy"
+//	password = "secret"                # needs username
+//	ca_file = "/etc/eddy/broker-ca.pem"
+//	cert_file = "/etc/eddy/client.pem" # client certificate: cert_file and key_file together
+//	key_file = "/etc/eddy/client.key"
+//	insecure_skip_verify = false
+//	keepalive = "30s"                  # 1s to 18h
+//	max_payload = "64KiB"              # larger messages are counted and refused; at most 1MiB
+//	max_topics = 10000                 # distinct topics this client stores; new ones beyond are refused
+//	reconnect_max = "30s"              # cap of the exponential reconnect backoff
+//
+//	# Optional mappings, tried in order; the first whose filter matches a
+//	# message's topic applies.
+//	[[mqtt.map]]
+//	topic = "sensors/+/env"            # a topic filter
+//	fields = { t = "°C", h = "%", "wind.speed" = "m/s" }
+//
+//	[[mqtt.map]]
+//	topic = "sensors/+/pressure"
+//	unit = "bar"
+//
+// A mapping with fields splits a JSON object payload into one series per
+// field path: {"t":21.5,"h":40} on sensors/a/env is stored as sensors/a/env/t
+// (unit °C) and sensors/a/env/h (unit %). A path reaches into nested objects
+// with dots ("wind.speed" is stored as <topic>/wind/speed; quote it, as an
+// unquoted dotted key is a TOML table) and into arrays with an index
+// ("values.0"). Fields missing from a payload are skipped; a payload with
+// none of the fields, or that is not a JSON object, is stored whole under
+// its own topic, so that nothing is lost. A mapping without fields sets the
+// unit of the whole payload.
 type MQTT struct {
-	Broker    string   `toml:"broker"` // tcp://, ssl://, ws://, wss://
-	Topics    []string `toml:"topics"`
-	QoS       int      `toml:"qos"`
-	ClientID  string   `toml:"client_id"`
-	Username  string   `toml:"username"`
-	Password  string   `toml:"password"`
-	CAFile    string   `toml:"ca_file"`
-	CertFile  string   `toml:"cert_file"`
-	KeyFile   string   `toml:"key_file"`
-	Keepalive Duration `toml:"keepalive"`
+	Broker             string    `toml:"broker"`
+	Topics             []string  `toml:"topics"`
+	QoS                *int      `toml:"qos"` // nil until defaults apply: 1
+	ClientID           string    `toml:"client_id"`
+	Username           string    `toml:"username"`
+	Password           string    `toml:"password"`
+	CAFile             string    `toml:"ca_file"`
+	CertFile           string    `toml:"cert_file"`
+	KeyFile            string    `toml:"key_file"`
+	InsecureSkipVerify bool      `toml:"insecure_skip_verify"`
+	Keepalive          Duration  `toml:"keepalive"`
+	MaxPayload         Size      `toml:"max_payload"`
+	MaxTopics          int       `toml:"max_topics"`
+	ReconnectMax       Duration  `toml:"reconnect_max"`
+	Map                []MQTTMap `toml:"map"`
+}
+
+// MQTTMap is one [[mqtt.map]] entry: how payloads on topics matching Topic
+// become series.
+type MQTTMap struct {
+	Topic  string            `toml:"topic"`  // topic filter, wildcards allowed
+	Fields map[string]string `toml:"fields"` // JSON field path -> unit ("" for none)
+	Unit   string            `toml:"unit"`   // unit of the whole payload, when Fields is empty
+}
+
+// QoSLevel is the subscription QoS, DefaultMQTTQoS when unset.
+func (m *MQTT) QoSLevel() byte {
+	if m.QoS == nil {
+		return DefaultMQTTQoS
+	}
+	return byte(*m.QoS)
+}
+
+// SetDefaults fills every unset field. index is the block's position in
+// the file (0-based); it keeps default client ids of several blocks apart.
+func (m *MQTT) SetDefaults(index int) {
+	if m.QoS == nil {
+		q := DefaultMQTTQoS
+		m.QoS = &q
+	}
+	if m.ClientID == "" {
+		m.ClientID = DefaultClientID(index)
+	}
+	if m.Keepalive.Duration == 0 {
+		m.Keepalive.Duration = DefaultMQTTKeepalive
+	}
+	if m.MaxPayload == 0 {
+		m.MaxPayload = DefaultMQTTMaxPayload
+	}
+	if m.MaxTopics == 0 {
+		m.MaxTopics = DefaultMQTTMaxTopics
+	}
+	if m.ReconnectMax.Duration == 0 {
+		m.ReconnectMax.Duration = DefaultMQTTReconnectMax
+	}
+}
+
+// DefaultClientID is "eddy-<hostname>" for the first [[mqtt]] block and
+// "eddy-<hostname>-<index+1>" for later ones: stable across restarts, as a
+// persistent session needs, and distinct per device.
+func DefaultClientID(index int) string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "unknown"
+	}
+	id := "eddy-" + host
+	if index > 0 {
+		id += "-" + strconv.Itoa(index+1)
+	}
+	return id
 }
 
 func (m *MQTT) validate(key string) error {
+	index := 0
+	fmt.Sscanf(key, "mqtt[%d]", &index) //nolint:errcheck // key is always mqtt[i]
+	m.SetDefaults(index)
+	checks := []func(string) error{m.validateBroker, m.validateTopics, m.validateSession, m.validateTLS, m.validateLimits}
+	for _, f := range checks {
+		if err := f(key); err != nil {
+			return err
+		}
+	}
+	for i := range m.Map {
+		if err := m.Map[i].validate(fmt.Sprintf("%s.map[%d]", key, i)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *MQTT) validateBroker(key string) error {
 	u, err := url.Parse(m.Broker)
 	if err != nil || u.Host == "" {
 		return &Error{Key: key + ".broker", Msg: fmt.Sprintf("want a broker URL like tcp://host:1883, got %q", m.Broker)}
 	}
 	switch u.Scheme {
-	case "tcp", "mqtt", "ssl", "tls", "mqtts", "ws", "wss":
+	case "tcp", "mqtt", "ssl", "tls", "mqtts":
+		if u.Port() == "" {
+			return &Error{Key: key + ".broker", Msg: fmt.Sprintf("%q has no port (tcp://host:1883, ssl://host:8883)", m.Broker)}
+		}
+	case "ws", "wss":
 	default:
 		return &Error{Key: key + ".broker", Msg: fmt.Sprintf("scheme %q is not one of tcp, ssl, ws, wss", u.Scheme)}
 	}
+	return nil
+}
+
+func (m *MQTT) validateTopics(key string) error {
 	if len(m.Topics) == 0 {
 		return &Error{Key: key + ".topics", Msg: "at least one topic filter is needed"}
 	}
-	if m.QoS < 0 || m.QoS > 2 {
-		return &Error{Key: key + ".qos", Msg: fmt.Sprintf("%d is not 0, 1 or 2", m.QoS)}
+	for i, t := range m.Topics {
+		if _, err := topic.ParseFilter(t); err != nil {
+			return &Error{Key: fmt.Sprintf("%s.topics[%d]", key, i), Msg: err.Error()}
+		}
+	}
+	return nil
+}
+
+func (m *MQTT) validateSession(key string) error {
+	if q := *m.QoS; q < 0 || q > 2 {
+		return &Error{Key: key + ".qos", Msg: fmt.Sprintf("%d is not 0, 1 or 2", q)}
+	}
+	if len(m.ClientID) > 65535 || !utf8.ValidString(m.ClientID) {
+		return &Error{Key: key + ".client_id", Msg: "must be UTF-8 and at most 65535 bytes"}
+	}
+	if m.Password != "" && m.Username == "" {
+		return &Error{Key: key + ".password", Msg: "a password needs a username (MQTT 3.1.1)"}
+	}
+	return nil
+}
+
+func (m *MQTT) validateTLS(key string) error {
+	if (m.CertFile == "") != (m.KeyFile == "") {
+		k := key + ".key_file"
+		if m.CertFile == "" {
+			k = key + ".cert_file"
+		}
+		return &Error{Key: k, Msg: "cert_file and key_file are set together or both left empty"}
+	}
+	usesTLS := m.CAFile != "" || m.CertFile != "" || m.InsecureSkipVerify
+	scheme, _, _ := strings.Cut(m.Broker, "://")
+	switch scheme {
+	case "ssl", "tls", "mqtts", "wss":
+	default:
+		if usesTLS {
+			return &Error{Key: key + ".broker", Msg: fmt.Sprintf("TLS options are set but %q is not a TLS URL (ssl:// or wss://)", m.Broker)}
+		}
+	}
+	for _, f := range []struct{ name, path string }{{"ca_file", m.CAFile}, {"cert_file", m.CertFile}, {"key_file", m.KeyFile}} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			return &Error{Key: key + "." + f.name, Msg: err.Error()}
+		}
+	}
+	return nil
+}
+
+func (m *MQTT) validateLimits(key string) error {
+	if k := m.Keepalive.Duration; k < time.Second || k > 65535*time.Second {
+		return &Error{Key: key + ".keepalive", Msg: fmt.Sprintf("%s is out of range: from 1s to 18h12m15s", k)}
+	}
+	if m.MaxPayload < 1 || m.MaxPayload > maxMQTTPayload {
+		return &Error{Key: key + ".max_payload", Msg: fmt.Sprintf("%s is out of range: from 1B to %s", m.MaxPayload, maxMQTTPayload)}
+	}
+	if m.MaxTopics < 1 || m.MaxTopics > 1_000_000 {
+		return &Error{Key: key + ".max_topics", Msg: fmt.Sprintf("%d is out of range: from 1 to 1000000", m.MaxTopics)}
+	}
+	if r := m.ReconnectMax.Duration; r < 100*time.Millisecond || r > time.Hour {
+		return &Error{Key: key + ".reconnect_max", Msg: fmt.Sprintf("%s is out of range: from 100ms to 1h", r)}
+	}
+	return nil
+}
+
+func (mm *MQTTMap) validate(key string) error {
+	if mm.Topic == "" {
+		return &Error{Key: key + ".topic", Msg: "is required: the topic filter this mapping applies to"}
+	}
+	if _, err := topic.ParseFilter(mm.Topic); err != nil {
+		return &Error{Key: key + ".topic", Msg: err.Error()}
+	}
+	if err := validUnit(mm.Unit); err != nil {
+		return &Error{Key: key + ".unit", Msg: err.Error()}
+	}
+	if mm.Unit != "" && len(mm.Fields) > 0 {
+		return &Error{Key: key + ".unit", Msg: "set a unit per field in fields, or unit for the whole payload, not both"}
+	}
+	paths := make([]string, 0, len(mm.Fields))
+	for p := range mm.Fields {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths) // report the same error every time
+	for _, path := range paths {
+		unit := mm.Fields[path]
+		fk := key + ".fields." + path
+		if err := ValidFieldPath(path); err != nil {
+			return &Error{Key: fk, Msg: err.Error()}
+		}
+		if err := validUnit(unit); err != nil {
+			return &Error{Key: fk, Msg: err.Error()}
+		}
+	}
+	return nil
+}
+
+// ValidFieldPath checks a JSON field path of a mapping: dot-separated,
+// non-empty segments that can be topic levels (no '/', '+', '#' or control
+// characters).
+func ValidFieldPath(path string) error {
+	if path == "" {
+		return fmt.Errorf("empty field path")
+	}
+	for _, seg := range strings.Split(path, ".") {
+		if seg == "" {
+			return fmt.Errorf("field path %q has an empty segment", path)
+		}
+		if strings.ContainsAny(seg, "/+#") {
+			return fmt.Errorf("field path %q: a segment must not contain '/', '+' or '#'", path)
+		}
+	}
+	if err := topic.ValidName(path); err != nil {
+		return fmt.Errorf("field path: %w", err)
+	}
+	return nil
+}
+
+func validUnit(u string) error {
+	if len(u) > maxUnitLen || !utf8.ValidString(u) {
+		return fmt.Errorf("a unit is UTF-8 of at most %d bytes", maxUnitLen)
+	}
+	for _, r := range u {
+		if r < 0x20 || r == 0x7f {
+			return fmt.Errorf("unit %q contains a control character", u)
+		}
 	}
 	return nil
 }

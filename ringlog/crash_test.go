@@ -111,7 +111,10 @@ func runCrashChild(t *testing.T, dir string, d time.Duration) (first, issued, du
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
+	// Under qemu-user (make test-arm) the child must be emulated too:
+	// EDDY_TEST_EXEC names the emulator, as go test's -exec does.
+	argv := append(strings.Fields(os.Getenv("EDDY_TEST_EXEC")), os.Args[0], "-test.run=^$")
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), crashDirEnv+"="+dir)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
