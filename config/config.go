@@ -177,10 +177,19 @@ func (c *Config) Validate() error {
 			return err
 		}
 	}
+	sessions := map[[2]string]bool{}
 	for i := range c.MQTT {
-		if err := c.MQTT[i].validate(fmt.Sprintf("mqtt[%d]", i)); err != nil {
+		m := &c.MQTT[i]
+		key := fmt.Sprintf("mqtt[%d]", i)
+		if err := m.validate(key); err != nil {
 			return err
 		}
+		// Two clients with one id on one broker take over each other's
+		// session in turn and lose messages.
+		if s := [2]string{m.Broker, m.ClientID}; sessions[s] {
+			return &Error{Key: key + ".client_id", Msg: fmt.Sprintf("client id %q is used twice for broker %s", m.ClientID, m.Broker)}
+		}
+		sessions[[2]string{m.Broker, m.ClientID}] = true
 	}
 	names := map[string]bool{}
 	for i := range c.Sensors {

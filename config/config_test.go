@@ -90,6 +90,7 @@ func TestParseErrorsNameKeyAndLine(t *testing.T) {
 		{"[auth]\ntokens = [\"short\"]\n", "auth.tokens[0]", 2, "16"},
 		{"[[mqtt]]\nbroker = \"tcp://h:1883\"\ntopics = [\"a\"]\nqos = 3\n", "mqtt[0].qos", 4, "0, 1 or 2"},
 		{"[[sensor]]\nkind = \"laser\"\n", "sensor[0].kind", 2, "laser"},
+		{"[[mqtt]]\nbroker = \"tcp://h:1883\"\ntopics = [\"a\"]\nclient_id = \"x\"\n[[mqtt]]\nbroker = \"tcp://h:1883\"\ntopics = [\"b\"]\nclient_id = \"x\"\n", "mqtt[1].client_id", 8, "used twice"},
 		{"[server\n", "", 1, "]"},
 	}
 	for _, tt := range tests {
@@ -149,4 +150,17 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("error %v is not a *config.Error", err)
 		}
 	})
+}
+
+func TestNestedArrayTablePositions(t *testing.T) {
+	doc := "[[sensor]]\nkind = \"system\"\n\n[[sensor]]\nkind = \"ads1115\"\nname = \"adc\"\n[[sensor.channel]]\ninput = 0\n[[sensor.channel]]\ninput = 1\ngain = 3\n"
+	pos, err := indexPositions([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, line := range map[string]int{"sensor[0].kind": 2, "sensor[1].kind": 5, "sensor[1].channel[0].input": 8, "sensor[1].channel[1].gain": 11, "sensor[1].channel[1]": 9} {
+		if got := pos.line(key); got != line {
+			t.Errorf("line(%q) = %d, want %d", key, got, line)
+		}
+	}
 }

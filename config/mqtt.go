@@ -20,6 +20,7 @@ const (
 	DefaultMQTTMaxPayload   = Size(64 << 10)
 	DefaultMQTTMaxTopics    = 10000
 	DefaultMQTTReconnectMax = 30 * time.Second
+	DefaultMQTTAckBatch     = 16
 
 	// maxMQTTPayload is the ring log's bound on one record's value
 	// (ringlog.MaxValueLen); config does not import ringlog.
@@ -46,6 +47,7 @@ const (
 //	max_payload = "64KiB"              # larger messages are counted and refused; at most 1MiB
 //	max_topics = 10000                 # distinct topics this client stores; new ones beyond are refused
 //	reconnect_max = "30s"              # cap of the exponential reconnect backoff
+//	ack_batch = 16                     # see below; 0: off
 //
 //	# Optional mappings, tried in order; the first whose filter matches a
 //	# message's topic applies.
@@ -56,6 +58,21 @@ const (
 //	[[mqtt.map]]
 //	topic = "sensors/+/pressure"
 //	unit = "bar"
+//
+// eddy never unsubscribes (that would end the session's queue): after a
+// filter is removed from topics, the broker may keep delivering it, and
+// those messages are dropped and counted. Changing client_id starts a new
+// session; messages queued for the old one stay with the broker.
+//
+// QoS 1/2 messages are acknowledged only once durable in the ring log, which
+// commits every storage.sync_interval. A broker sends a client at most its
+// in-flight window of unacknowledged messages (mosquitto's
+// max_inflight_messages, 20 by default), so QoS 1/2 throughput would be
+// capped near window/sync_interval (200 msgs/s). When ack_batch messages
+// wait for their acknowledgement, the ring log commits at once instead:
+// keep ack_batch below the broker's window. Commits then happen more often
+// than sync_interval only while that many messages are waiting; 0 turns
+// this off (acknowledgements wait for the periodic commit).
 //
 // A mapping with fields splits a JSON object payload into one series per
 // field path: {"t":21.5,"h":40} on sensors/a/env is stored as sensors/a/env/t
@@ -81,6 +98,7 @@ type MQTT struct {
 	MaxPayload         Size      `toml:"max_payload"`
 	MaxTopics          int       `toml:"max_topics"`
 	ReconnectMax       Duration  `toml:"reconnect_max"`
+	AckBatch           *int      `toml:"ack_batch"` // nil until defaults apply: DefaultMQTTAckBatch
 	Map                []MQTTMap `toml:"map"`
 }
 
@@ -121,6 +139,10 @@ func (m *MQTT) SetDefaults(index int) {
 	}
 	if m.ReconnectMax.Duration == 0 {
 		m.ReconnectMax.Duration = DefaultMQTTReconnectMax
+	}
+	if m.AckBatch == nil {
+		n := DefaultMQTTAckBatch
+		m.AckBatch = &n
 	}
 }
 
@@ -236,6 +258,9 @@ func (m *MQTT) validateLimits(key string) error {
 	}
 	if m.MaxTopics < 1 || m.MaxTopics > 1_000_000 {
 		return &Error{Key: key + ".max_topics", Msg: fmt.Sprintf("%d is out of range: from 1 to 1000000", m.MaxTopics)}
+	}
+	if n := *m.AckBatch; n < 0 || n > 65535 {
+		return &Error{Key: key + ".ack_batch", Msg: fmt.Sprintf("%d is out of range: from 0 (off) to 65535", n)}
 	}
 	if r := m.ReconnectMax.Duration; r < 100*time.Millisecond || r > time.Hour {
 		return &Error{Key: key + ".reconnect_max", Msg: fmt.Sprintf("%s is out of range: from 100ms to 1h", r)}

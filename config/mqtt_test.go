@@ -32,6 +32,7 @@ keepalive = "10s"
 max_payload = "1KiB"
 max_topics = 50
 reconnect_max = "5s"
+ack_batch = 0
 `
 	c, err := Parse("eddy.toml", []byte(doc))
 	if err != nil {
@@ -46,14 +47,14 @@ reconnect_max = "5s"
 		t.Errorf("default client_id = %q, want eddy-%s", a.ClientID, host)
 	}
 	if a.QoSLevel() != 1 || a.Keepalive.Duration != 30*time.Second || a.MaxPayload != 64<<10 ||
-		a.MaxTopics != 10000 || a.ReconnectMax.Duration != 30*time.Second {
+		a.MaxTopics != 10000 || a.ReconnectMax.Duration != 30*time.Second || *a.AckBatch != 16 {
 		t.Errorf("defaults not applied: %+v", a)
 	}
 	if len(a.Map) != 2 || a.Map[0].Fields["wind.speed"] != "m/s" || a.Map[0].Fields["t"] != "°C" || a.Map[1].Unit != "bar" {
 		t.Errorf("mapping = %+v", a.Map)
 	}
 	if b.QoSLevel() != 0 || b.ClientID != "eddy-lab-1" || b.Keepalive.Duration != 10*time.Second ||
-		b.MaxPayload != 1024 || b.MaxTopics != 50 || b.ReconnectMax.Duration != 5*time.Second {
+		b.MaxPayload != 1024 || b.MaxTopics != 50 || b.ReconnectMax.Duration != 5*time.Second || *b.AckBatch != 0 {
 		t.Errorf("explicit values lost: %+v", b)
 	}
 	// A second block with the default client id must not take over the
@@ -95,16 +96,15 @@ func TestMQTTValidationErrors(t *testing.T) {
 		{"max_payload", ok + "max_payload = \"2MiB\"\n", "mqtt[0].max_payload", 4, "out of range"},
 		{"max_topics", ok + "max_topics = -1\n", "mqtt[0].max_topics", 4, "out of range"},
 		{"reconnect_max", ok + "reconnect_max = \"2h\"\n", "mqtt[0].reconnect_max", 4, "out of range"},
+		{"ack_batch", ok + "ack_batch = -1\n", "mqtt[0].ack_batch", 4, "out of range"},
 		{"unknown key", ok + "qos_level = 1\n", "mqtt.qos_level", 4, "unknown key"},
-		// config/position.go indexes [[mqtt.map]] as "mqtt.map[i]", not
-		// "mqtt[0].map[i]", so errors inside a mapping are reported at the
-		// enclosing [[mqtt]] line (1) until it learns nested array tables.
-		{"map without topic", ok + "[[mqtt.map]]\nunit = \"bar\"\n", "mqtt[0].map[0].topic", 1, "is required"},
-		{"map bad filter", ok + "[[mqtt.map]]\ntopic = \"a+\"\n", "mqtt[0].map[0].topic", 1, "whole level"},
-		{"map bad path", ok + "[[mqtt.map]]\ntopic = \"a\"\nfields = { \"x..y\" = \"\" }\n", "mqtt[0].map[0].fields.x..y", 1, "empty segment"},
-		{"map slash path", ok + "[[mqtt.map]]\ntopic = \"a\"\nfields = { \"x/y\" = \"\" }\n", "mqtt[0].map[0].fields.x/y", 1, "must not contain"},
-		{"map long unit", ok + "[[mqtt.map]]\ntopic = \"a\"\nunit = \"" + strings.Repeat("u", 65) + "\"\n", "mqtt[0].map[0].unit", 1, "at most 64"},
-		{"map unit and fields", ok + "[[mqtt.map]]\ntopic = \"a\"\nunit = \"bar\"\nfields = { t = \"C\" }\n", "mqtt[0].map[0].unit", 1, "not both"},
+		// Lines 4 on: [[mqtt.map]], then its keys.
+		{"map without topic", ok + "[[mqtt.map]]\nunit = \"bar\"\n", "mqtt[0].map[0].topic", 4, "is required"},
+		{"map bad filter", ok + "[[mqtt.map]]\ntopic = \"a+\"\n", "mqtt[0].map[0].topic", 5, "whole level"},
+		{"map bad path", ok + "[[mqtt.map]]\ntopic = \"a\"\nfields = { \"x..y\" = \"\" }\n", "mqtt[0].map[0].fields.x..y", 6, "empty segment"},
+		{"map slash path", ok + "[[mqtt.map]]\ntopic = \"a\"\nfields = { \"x/y\" = \"\" }\n", "mqtt[0].map[0].fields.x/y", 6, "must not contain"},
+		{"map long unit", ok + "[[mqtt.map]]\ntopic = \"a\"\nunit = \"" + strings.Repeat("u", 65) + "\"\n", "mqtt[0].map[0].unit", 6, "at most 64"},
+		{"map unit and fields", ok + "[[mqtt.map]]\ntopic = \"a\"\nunit = \"bar\"\nfields = { t = \"C\" }\n", "mqtt[0].map[0].unit", 6, "not both"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -134,5 +134,28 @@ func TestValidFieldPath(t *testing.T) {
 		if err := ValidFieldPath(p); err == nil {
 			t.Errorf("ValidFieldPath(%q) = nil, want an error", p)
 		}
+	}
+}
+
+// An error in the mapping of a second [[mqtt]] block names that block's
+// index and the line of the bad key.
+func TestMQTTMapErrorInSecondBlock(t *testing.T) {
+	doc := `[[mqtt]]
+broker = "tcp://127.0.0.1:1883"
+topics = ["a/#"]
+[[mqtt.map]]
+topic = "a/+"
+unit = "bar"
+
+[[mqtt]]
+broker = "tcp://127.0.0.1:1884"
+topics = ["b/#"]
+[[mqtt.map]]
+topic = "b/#/x"
+`
+	_, err := Parse("eddy.toml", []byte(doc))
+	var ce *Error
+	if !errors.As(err, &ce) || ce.Key != "mqtt[1].map[0].topic" || ce.Line != 12 {
+		t.Fatalf("error = %v; want key mqtt[1].map[0].topic at line 12", err)
 	}
 }

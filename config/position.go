@@ -30,7 +30,7 @@ func (p positions) line(key string) int {
 
 func indexPositions(data []byte) (positions, error) {
 	pos := positions{}
-	arrays := map[string]int{} // array-of-tables name -> count seen
+	arrays := map[string]int{} // resolved array-of-tables path -> count seen
 	var p unstable.Parser
 	p.Reset(data)
 	table := ""
@@ -38,15 +38,10 @@ func indexPositions(data []byte) (positions, error) {
 		e := p.Expression()
 		switch e.Kind {
 		case unstable.Table, unstable.ArrayTable:
-			name := joinKey(e.Key())
-			if e.Kind == unstable.ArrayTable {
-				arrays[name]++
-				name = fmt.Sprintf("%s[%d]", name, arrays[name]-1)
-			}
-			table = name
+			table = resolveTable(keyParts(e.Key()), e.Kind == unstable.ArrayTable, arrays)
 			pos[table] = keyLine(&p, e)
 		case unstable.KeyValue:
-			key := joinKey(e.Key())
+			key := strings.Join(keyParts(e.Key()), ".")
 			if table != "" {
 				key = table + "." + key
 			}
@@ -54,6 +49,27 @@ func indexPositions(data []byte) (positions, error) {
 		}
 	}
 	return pos, p.Error()
+}
+
+// resolveTable turns a table header into the path validation uses, with
+// the current index of every enclosing array of tables:
+// [[sensor.channel]] under the second [[sensor]] is "sensor[1].channel[k]".
+func resolveTable(parts []string, isArray bool, arrays map[string]int) string {
+	cur := ""
+	for i, part := range parts {
+		if cur != "" {
+			cur += "."
+		}
+		cur += part
+		last := i == len(parts)-1
+		if last && isArray {
+			arrays[cur]++
+		}
+		if n, ok := arrays[cur]; ok {
+			cur = fmt.Sprintf("%s[%d]", cur, n-1)
+		}
+	}
+	return cur
 }
 
 func keyLine(p *unstable.Parser, e *unstable.Node) int {
@@ -64,12 +80,12 @@ func keyLine(p *unstable.Parser, e *unstable.Node) int {
 	return p.Shape(p.Range(it.Node().Data)).Start.Line
 }
 
-func joinKey(it unstable.Iterator) string {
+func keyParts(it unstable.Iterator) []string {
 	var parts []string
 	for it.Next() {
 		parts = append(parts, string(it.Node().Data))
 	}
-	return strings.Join(parts, ".")
+	return parts
 }
 
 // splitHostPort accepts "host:port", ":port" and "[v6]:port" with a port in 1..65535.

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
 
 const crashDirEnv = "RINGLOG_CRASH_CHILD_DIR"
@@ -21,7 +23,15 @@ func TestMain(m *testing.M) {
 		crashChild(dir)
 		return
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if code == 0 {
+		// Every Log's writer goroutine must have ended with Close.
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "leaked goroutines:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 var crashOpts = Options{MaxBytes: 2 << 20, SyncInterval: 20 * time.Millisecond, ReserveBlock: 5000}

@@ -471,6 +471,14 @@ func (l *Log) Sync(ctx context.Context) error {
 	return l.WaitDurable(ctx, seq)
 }
 
+// Err is the last commit's error, nil when the last commit succeeded: a
+// non-nil Err means the log is not writable at the moment.
+func (l *Log) Err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.writeErr
+}
+
 // Latest returns the latest record of every topic, sorted by topic.
 func (l *Log) Latest() []Record {
 	l.mu.Lock()

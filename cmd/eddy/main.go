@@ -19,6 +19,10 @@ const usage = `usage: eddy <command> [flags]
 
 commands:
   run          [--config FILE] [--listen ADDR] [--data DIR]   run the daemon
+  tail         URL [--topic F]... [--last-event-id ID] [--http3] [--token T] [--ca FILE | --fingerprint SHA256]
+               subscribe and print one JSON record per line, resuming after disconnects
+  cert         [--config FILE] [--data DIR]                  the device certificate's fingerprint and CA file
+  token        [--config FILE] [--data DIR]                  the access token
   check-config FILE                                        validate a config file
   version                                                  print version information
 `
@@ -36,6 +40,12 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case "run":
 		return runCmd(rest, stderr)
+	case "tail":
+		return tailCmd(rest, stdout, stderr)
+	case "cert":
+		return certCmd(rest, stdout, stderr)
+	case "token":
+		return tokenCmd(rest, stdout, stderr)
 	case "check-config":
 		return checkConfigCmd(rest, stdout, stderr)
 	case "version", "--version", "-version":

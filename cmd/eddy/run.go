@@ -2,16 +2,25 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/eddy-iot/eddy/config"
+	"github.com/eddy-iot/eddy/metrics"
 	"github.com/eddy-iot/eddy/ringlog"
+	"github.com/eddy-iot/eddy/server"
+	"github.com/eddy-iot/eddy/sse"
+	devtls "github.com/eddy-iot/eddy/tls"
 )
 
 // shutdownGrace bounds a graceful stop: DESIGN.md promises exit within 5 s.
@@ -35,12 +44,24 @@ func runCmd(args []string, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, cfg, logger); err != nil {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	reload := func() (*config.Config, error) { c, _, err := loadConfig(f); return c, err }
+	if err := run(ctx, cfg, logger, hup, reload); err != nil {
 		logger.Error("eddy stopped", "err", err)
+		if errors.As(err, new(configError)) {
+			return exitConfig
+		}
 		return exitFail
 	}
 	return exitOK
 }
+
+// configError marks a start-up failure caused by the configuration.
+type configError struct{ error }
+
+func (e configError) Unwrap() error { return e.error }
 
 // newLogger logs text on a terminal and JSON otherwise (journald, files).
 func newLogger(w io.Writer) *slog.Logger {
@@ -52,24 +73,207 @@ func newLogger(w io.Writer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, nil))
 }
 
-// run builds the parts, runs until ctx ends, and shuts down in reverse order.
-func run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
-	log, err := ringlog.Open(cfg.Storage.Dir, &ringlog.Options{
+// daemon is the running parts of eddy, built in order by run and shut
+// down in reverse.
+type daemon struct {
+	cfg    *config.Config
+	logger *slog.Logger
+	log    *ringlog.Log
+	hub    *sse.Hub
+	srv    *server.Server
+	ingest *ingestGroup
+	dev    *devtls.Device
+}
+
+// run builds the parts, serves until ctx ends, and shuts down in reverse
+// order: stop accepting, end streams with a jittered retry, stop ingest,
+// flush the ring log.
+func run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hup <-chan os.Signal, reload func() (*config.Config, error)) error {
+	d := &daemon{cfg: cfg, logger: logger}
+	reg := metrics.Registry()
+	var err error
+	d.log, err = ringlog.Open(cfg.Storage.Dir, &ringlog.Options{
 		MaxBytes:     int64(cfg.Storage.MaxBytes),
 		MaxAge:       cfg.Storage.MaxAge.Duration,
 		SyncInterval: cfg.Storage.SyncInterval.Duration,
 		Logger:       logger.With("component", "ringlog"),
+		OnCommit:     metrics.CommitObserver(reg),
 	})
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err := log.Close(); err != nil {
-			logger.Error("closing ring log", "err", err)
+	defer d.closeLog()
+	metrics.RegisterLog(reg, d.log)
+	logger.Info("ring log open", "path", d.log.Path(), "last_seq", d.log.LastSeq(), "records", d.log.Stats().Records)
+
+	dev, err := devtls.Load(devtls.Options{Dir: cfg.Storage.Dir, CertFile: cfg.TLS.Cert, KeyFile: cfg.TLS.Key,
+		ClientCAFile: cfg.TLS.ClientCA, Logger: logger.With("component", "tls")})
+	if err != nil {
+		return err
+	}
+	d.dev = dev
+	tokens, err := accessTokens(cfg, logger)
+	if err != nil {
+		return err
+	}
+
+	hubMetrics := &sse.Metrics{}
+	d.hub = sse.NewHub(d.log, sse.Options{
+		ClientBuffer: cfg.Stream.ClientBuffer,
+		Heartbeat:    cfg.Stream.Heartbeat.Duration,
+		WriteTimeout: cfg.Stream.WriteTimeout.Duration,
+		Logger:       logger.With("component", "sse"),
+		Metrics:      hubMetrics,
+	})
+	metrics.RegisterHub(reg, d.hub, hubMetrics)
+	hubCtx, stopHub := context.WithCancel(context.Background())
+	hubDone := make(chan struct{})
+	var hubErr error // set before hubDone closes
+	go func() { defer close(hubDone); hubErr = d.hub.Run(hubCtx) }()
+	defer func() { stopHub(); <-hubDone }()
+
+	d.srv, err = server.New(server.Options{
+		Listen:            cfg.Server.Listen,
+		HTTP3:             cfg.Server.HTTP3,
+		TLS:               dev.ServerConfig(),
+		Log:               d.log,
+		Events:            d.hub,
+		Tokens:            tokens,
+		MaxStreamsPerHost: cfg.Server.MaxStreamsPerHost,
+		Health:            d.health(hubDone, &hubErr),
+		Logger:            logger.With("component", "server"),
+	})
+	if err != nil {
+		return err
+	}
+	d.srv.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	if err := d.srv.Start(); err != nil {
+		return err
+	}
+	logger.Info("listening", "addr", d.srv.Addr().String(), "http3", cfg.Server.HTTP3,
+		"url", "https://"+displayAddr(d.srv.Addr().String())+"/",
+		"fingerprint", dev.Fingerprint(), "ca", dev.CAFile(), "token_file", tokenFile(cfg))
+
+	if d.ingest, err = startIngest(cfg, d.log, reg, logger); err != nil {
+		d.shutdown()
+		return configError{err}
+	}
+	notifyReady(logger)
+	watchdogDone := startWatchdog(ctx, d, logger)
+
+	err = d.serve(ctx, hup, reload)
+	notifyStopping()
+	<-watchdogDone
+	d.shutdown()
+	return err
+}
+
+// serve waits for the end, handling SIGHUP reloads meanwhile.
+func (d *daemon) serve(ctx context.Context, hup <-chan os.Signal, reload func() (*config.Config, error)) error {
+	certTick := time.NewTicker(12 * time.Hour)
+	defer certTick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			d.logger.Info("shutting down")
+			return nil
+		case <-d.srv.Done():
+			return fmt.Errorf("server stopped: %w", d.srv.Err())
+		case <-hup:
+			d.reload(reload)
+			d.refreshCert()
+		case <-certTick.C:
+			d.refreshCert()
+		}
+	}
+}
+
+// refreshCert renews the generated leaf certificate when the addresses
+// changed or it nears expiry; running servers pick it up at once.
+func (d *daemon) refreshCert() {
+	renewed, err := d.dev.Refresh()
+	if err != nil {
+		d.logger.Error("renewing the device certificate", "err", err)
+	} else if renewed {
+		d.logger.Info("device certificate renewed", "fingerprint", d.dev.Fingerprint())
+	}
+}
+
+// shutdown stops accepting, ends streams with a jittered retry hint, stops
+// ingest, and leaves the log to be flushed by the deferred close.
+func (d *daemon) shutdown() {
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := d.hub.Shutdown(ctx); err != nil {
+			d.logger.Warn("ending streams", "err", err)
 		}
 	}()
-	logger.Info("ring log open", "path", log.Path(), "last_seq", log.LastSeq())
-	<-ctx.Done()
-	logger.Info("shutting down")
-	return nil
+	if err := d.srv.Shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		d.logger.Warn("stopping server", "err", err)
+	}
+	<-done
+	if d.ingest != nil {
+		d.ingest.stop()
+	}
 }
+
+func (d *daemon) closeLog() {
+	if err := d.log.Close(); err != nil {
+		d.logger.Error("closing ring log", "err", err)
+		return
+	}
+	d.logger.Info("ring log flushed", "durable_seq", d.log.Stats().DurableSeq)
+}
+
+// health is /healthz's check beside the server's own: the log commits
+// and the hub runs.
+func (d *daemon) health(hubDone <-chan struct{}, hubErr *error) func(context.Context) error {
+	return func(context.Context) error {
+		select {
+		case <-hubDone:
+			return fmt.Errorf("stream hub stopped: %v", *hubErr)
+		default:
+		}
+		if err := d.log.Err(); err != nil {
+			return fmt.Errorf("ring log not writable: %v", err)
+		}
+		return nil
+	}
+}
+
+// accessTokens are the configured tokens, or the generated one when
+// neither tokens nor a client CA are configured.
+func accessTokens(cfg *config.Config, logger *slog.Logger) ([]string, error) {
+	if len(cfg.Auth.Tokens) > 0 || cfg.TLS.ClientCA != "" {
+		return cfg.Auth.Tokens, nil
+	}
+	tok, err := server.LoadOrCreateToken(cfg.Storage.Dir)
+	if err != nil {
+		return nil, err
+	}
+	logger.Info("access token generated or loaded; print it with `eddy token`", "file", tokenFile(cfg))
+	return []string{tok}, nil
+}
+
+func tokenFile(cfg *config.Config) string {
+	if len(cfg.Auth.Tokens) > 0 {
+		return ""
+	}
+	return filepath.Join(cfg.Storage.Dir, server.TokenFileName)
+}
+
+// displayAddr turns ":8443" or "[::]:8443" into "localhost:8443" for the
+// log line a person copies into a browser.
+func displayAddr(addr string) string {
+	for _, p := range []string{"[::]:", "0.0.0.0:", ":"} {
+		if len(addr) > len(p) && addr[:len(p)] == p {
+			return "localhost:" + addr[len(p):]
+		}
+	}
+	return addr
+}
+
+var _ http.Handler = (*sse.Hub)(nil)

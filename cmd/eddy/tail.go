@@ -1,0 +1,388 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
+
+	devtls "github.com/eddy-iot/eddy/tls"
+)
+
+// tailFlags are eddy tail's options.
+type tailFlags struct {
+	url         string
+	topics      []string
+	lastEventID string
+	http3       bool
+	token       string
+	ca          string
+	fingerprint string
+	mode        string
+	maxBackoff  time.Duration
+	idle        time.Duration
+}
+
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+func parseTailFlags(args []string, stderr io.Writer) (tailFlags, error) {
+	var f tailFlags
+	fs := flag.NewFlagSet("eddy tail", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Var((*multiFlag)(&f.topics), "topic", "topic filter with MQTT wildcards (repeatable; default #)")
+	fs.StringVar(&f.lastEventID, "last-event-id", "", "resume after this event id")
+	fs.BoolVar(&f.http3, "http3", false, "use HTTP/3 (QUIC) instead of HTTP/2")
+	fs.StringVar(&f.token, "token", os.Getenv("EDDY_TOKEN"), "access token (default $EDDY_TOKEN)")
+	fs.StringVar(&f.ca, "ca", "", "CA certificate file to trust (the device's ca.pem)")
+	fs.StringVar(&f.fingerprint, "fingerprint", "", "SHA-256 fingerprint of the device certificate to pin")
+	fs.StringVar(&f.mode, "mode", "exact", "stream mode: exact (never drops) or downsample")
+	fs.DurationVar(&f.maxBackoff, "max-backoff", 30*time.Second, "longest wait between reconnects")
+	fs.DurationVar(&f.idle, "idle-timeout", 45*time.Second, "reconnect when nothing, not even a heartbeat, arrives for this long")
+	// Flags may come before or after the URL.
+	var pos []string
+	for len(args) > 0 {
+		if err := fs.Parse(args); err != nil {
+			return f, err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	if len(pos) != 1 {
+		return f, errors.New("usage: eddy tail URL [--topic FILTER]... [--last-event-id ID] [--http3] [--token T] [--ca FILE | --fingerprint SHA256]")
+	}
+	f.url = pos[0]
+	if f.lastEventID != "" {
+		if _, err := strconv.ParseUint(f.lastEventID, 10, 64); err != nil {
+			return f, fmt.Errorf("--last-event-id %q is not an event id", f.lastEventID)
+		}
+	}
+	return f, nil
+}
+
+func tailCmd(args []string, stdout, stderr io.Writer) int {
+	f, err := parseTailFlags(args, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "eddy tail:", err)
+		return exitConfig
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	t, err := newTailer(f, stdout, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "eddy tail:", err)
+		return exitConfig
+	}
+	defer t.close()
+	if err := t.run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		fmt.Fprintln(stderr, "eddy tail:", err)
+		return exitFail
+	}
+	return exitOK
+}
+
+// tailer subscribes to one device and prints each record once, resuming
+// after every disconnect from the last id it printed.
+type tailer struct {
+	f      tailFlags
+	url    string
+	client *http.Client
+	closer func()
+	out    *bufio.Writer
+	stderr io.Writer
+	last   uint64 // last id printed; 0 before any
+	retry  time.Duration
+}
+
+// errFatal marks answers that retrying cannot fix (401, 400, 404).
+var errFatal = errors.New("not retrying")
+
+func newTailer(f tailFlags, stdout, stderr io.Writer) (*tailer, error) {
+	u, err := eventsURL(f.url, f.topics, f.mode)
+	if err != nil {
+		return nil, err
+	}
+	tc, err := devtls.ClientConfig(devtls.ClientOptions{CAFile: f.ca, Fingerprint: f.fingerprint})
+	if err != nil {
+		return nil, err
+	}
+	t := &tailer{f: f, url: u, out: bufio.NewWriter(stdout), stderr: stderr, retry: time.Second}
+	if f.lastEventID != "" {
+		t.last, _ = strconv.ParseUint(f.lastEventID, 10, 64)
+	}
+	if f.http3 {
+		// Keep-alives and a short idle timeout notice a device that died
+		// without a word (QUIC runs over UDP: no RST tells us).
+		tr := &http3.Transport{TLSClientConfig: tc, QUICConfig: &quic.Config{
+			MaxIdleTimeout: 10 * time.Second, KeepAlivePeriod: 3 * time.Second,
+		}}
+		t.client = &http.Client{Transport: tr}
+		t.closer = func() { tr.Close() }
+	} else {
+		tr := &http.Transport{TLSClientConfig: tc, ForceAttemptHTTP2: true, ResponseHeaderTimeout: 15 * time.Second}
+		t.client = &http.Client{Transport: tr}
+		t.closer = tr.CloseIdleConnections
+	}
+	return t, nil
+}
+
+func (t *tailer) close() { t.closer() }
+
+// eventsURL turns a device URL into its /events URL with the filters.
+func eventsURL(raw string, topics []string, mode string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return "", fmt.Errorf("URL %q: want https://host:port", raw)
+	}
+	if u.Path == "" || u.Path == "/" {
+		u.Path = "/events"
+	}
+	q := u.Query()
+	for _, t := range topics {
+		q.Add("topic", t)
+	}
+	if mode != "" && q.Get("mode") == "" {
+		q.Set("mode", mode)
+	}
+	u.RawQuery = q.Encode()
+	return u.String(), nil
+}
+
+func (t *tailer) run(ctx context.Context) error {
+	backoff := time.Duration(0)
+	for {
+		progressed, err := t.stream(ctx)
+		t.out.Flush()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if errors.Is(err, errFatal) {
+			return err
+		}
+		if progressed {
+			backoff = 0
+		}
+		backoff = nextBackoff(backoff, t.retry, t.f.maxBackoff)
+		fmt.Fprintf(t.stderr, "eddy tail: %v; reconnecting in %s (after id %d)\n", err, backoff.Round(time.Millisecond), t.last)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// nextBackoff doubles from the server's retry hint up to maxWait, with
+// jitter so that many tails do not reconnect in step.
+func nextBackoff(prev, base, maxWait time.Duration) time.Duration {
+	d := min(base, maxWait)
+	if prev > 0 {
+		d = min(2*prev, maxWait)
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// stream runs one connection; it reports whether any record was printed.
+// The connection is dropped when nothing arrives for the idle timeout
+// (a half-open TCP connection, a device that lost power).
+func (t *tailer) stream(ctx context.Context) (bool, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	idle := time.AfterFunc(t.f.idle, func() {
+		cancel(fmt.Errorf("nothing received for %s", t.f.idle))
+	})
+	defer idle.Stop()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.url, nil)
+	if err != nil {
+		return false, err
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	if t.f.token != "" {
+		req.Header.Set("Authorization", "Bearer "+t.f.token)
+	}
+	if t.last > 0 {
+		req.Header.Set("Last-Event-ID", strconv.FormatUint(t.last, 10))
+	}
+	resp, err := t.client.Do(req)
+	if err != nil {
+		return false, causeOr(ctx, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		err := fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
+		switch resp.StatusCode {
+		case http.StatusUnauthorized, http.StatusForbidden, http.StatusBadRequest, http.StatusNotFound:
+			return false, fmt.Errorf("%w: %w", errFatal, err)
+		}
+		return false, err
+	}
+	printed := false
+	body := &activityReader{r: resp.Body, on: func() { idle.Reset(t.f.idle) }}
+	err = readEvents(body, func(ev sseEvent) error {
+		if ev.retry > 0 {
+			t.retry = ev.retry
+		}
+		if ok, err := t.handle(ev); err != nil || !ok {
+			return err
+		}
+		printed = true
+		return nil
+	})
+	if err == nil {
+		err = errors.New("stream ended")
+	}
+	return printed, causeOr(ctx, err)
+}
+
+// causeOr prefers the reason the stream's context was cancelled.
+func causeOr(ctx context.Context, err error) error {
+	if c := context.Cause(ctx); c != nil && !errors.Is(c, context.Canceled) {
+		return c
+	}
+	return err
+}
+
+// activityReader calls on after every read that returned data.
+type activityReader struct {
+	r  io.Reader
+	on func()
+}
+
+func (a *activityReader) Read(p []byte) (int, error) {
+	n, err := a.r.Read(p)
+	if n > 0 {
+		a.on()
+	}
+	return n, err
+}
+
+// handle prints a reading unless its id was printed already; gaps are
+// reported on stderr.
+func (t *tailer) handle(ev sseEvent) (bool, error) {
+	switch ev.event {
+	case "gap":
+		fmt.Fprintf(t.stderr, "eddy tail: gap: %s\n", ev.data)
+		return false, nil
+	case "", "reading":
+	default:
+		return false, nil
+	}
+	id, err := strconv.ParseUint(ev.id, 10, 64)
+	if err != nil {
+		return false, fmt.Errorf("event without a numeric id: %q", ev.id)
+	}
+	if id <= t.last {
+		return false, nil // already printed before a reconnect
+	}
+	if !json.Valid([]byte(ev.data)) {
+		return false, fmt.Errorf("event %d: data is not JSON", id)
+	}
+	t.out.WriteString(ev.data)
+	t.out.WriteByte('\n')
+	t.last = id
+	// A collector reads line by line: each record goes out at once.
+	return true, t.out.Flush()
+}
+
+// sseEvent is one dispatched Server-Sent Event.
+type sseEvent struct {
+	id, event, data string
+	retry           time.Duration
+}
+
+// readEvents parses an event stream as the WHATWG spec says (lines end
+// with \n, \r or \r\n; comments start with ':'), calling fn per event, and
+// flushes output whenever the stream goes quiet.
+func readEvents(r io.Reader, fn func(sseEvent) error) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	sc.Split(scanSSELines)
+	var ev sseEvent
+	var data strings.Builder
+	hasData := false
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" {
+			if hasData {
+				ev.data = strings.TrimSuffix(data.String(), "\n")
+				if err := fn(ev); err != nil {
+					return err
+				}
+			}
+			ev.event, ev.retry, hasData = "", 0, false
+			data.Reset()
+			continue
+		}
+		if line[0] == ':' {
+			continue
+		}
+		field, value, _ := strings.Cut(line, ":")
+		value = strings.TrimPrefix(value, " ")
+		switch field {
+		case "id":
+			if !strings.ContainsRune(value, 0) {
+				ev.id = value
+			}
+		case "event":
+			ev.event = value
+		case "data":
+			data.WriteString(value)
+			data.WriteByte('\n')
+			hasData = true
+		case "retry":
+			if ms, err := strconv.ParseUint(value, 10, 32); err == nil {
+				ev.retry = time.Duration(ms) * time.Millisecond
+				if err := fn(sseEvent{retry: ev.retry, event: "retry"}); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return sc.Err()
+}
+
+// scanSSELines splits on \r\n, \n or a lone \r.
+func scanSSELines(data []byte, atEOF bool) (int, []byte, error) {
+	for i, c := range data {
+		switch c {
+		case '\n':
+			return i + 1, data[:i], nil
+		case '\r':
+			if i+1 < len(data) {
+				if data[i+1] == '\n' {
+					return i + 2, data[:i], nil
+				}
+				return i + 1, data[:i], nil
+			}
+			if atEOF {
+				return i + 1, data[:i], nil
+			}
+			return 0, nil, nil // need the next byte to tell \r from \r\n
+		}
+	}
+	if atEOF && len(data) > 0 {
+		return len(data), data, nil
+	}
+	return 0, nil, nil
+}

@@ -1,0 +1,324 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"hash/maphash"
+	"log/slog"
+	"sync"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/eddy-iot/eddy/ringlog"
+	"github.com/eddy-iot/eddy/topic"
+)
+
+// handle is paho's handler for every message. paho calls it on one
+// goroutine, in arrival order (OrderMatters). It appends the message's
+// records and queues the message for the acker; it never waits for the
+// disk.
+func (m *MQTT) handle(_ paho.Client, msg paho.Message) {
+	m.stats.received.Add(1)
+	if msg.Duplicate() {
+		m.stats.dups.Add(1)
+	}
+	p := pending{msg: msg}
+	p.seq, p.ack = m.store(msg)
+	if msg.Qos() == 0 {
+		return // nothing to acknowledge
+	}
+	m.enqueue(p)
+}
+
+// store appends the records made from msg. It returns the last seq
+// appended (0 for none) and whether the message may be acknowledged: true
+// for a message stored or refused for good, false for one the broker
+// should deliver again (shutting down, log closed).
+func (m *MQTT) store(msg paho.Message) (uint64, bool) {
+	if m.draining.Load() {
+		return 0, false
+	}
+	name, payload := msg.Topic(), msg.Payload()
+	if len(payload) > int(m.cfg.MaxPayload) {
+		m.stats.oversized.Add(1)
+		m.limit.warn("oversized", "mqtt payload over max_payload refused",
+			"topic", safeTopic(name), "bytes", len(payload), "max_payload", int64(m.cfg.MaxPayload))
+		return 0, true
+	}
+	if err := topic.ValidName(name); err != nil {
+		m.stats.badTopic.Add(1)
+		m.limit.warn("bad_topic", "mqtt message with an invalid topic refused", "topic", safeTopic(name), "err", err)
+		return 0, true
+	}
+	if !m.filters.Match(name) {
+		// A subscription of an earlier configuration that the persistent
+		// session still holds (eddy never unsubscribes).
+		m.stats.unsubscribed.Add(1)
+		m.limit.warn("unsubscribed", "mqtt message matches no configured topic; dropped", "topic", name)
+		return 0, true
+	}
+	if msg.Retained() && m.replayed(name, payload) {
+		// A retained value sent again because we subscribed again.
+		m.stats.retainedSkipped.Add(1)
+		return 0, true
+	}
+	recs, err := decodeMessage(name, payload, findMapping(m.maps, name), time.Now())
+	if err != nil {
+		m.stats.appendErrors.Add(1)
+		m.limit.warn("decode", "mqtt message could not be mapped", "topic", name, "err", err)
+		return 0, true
+	}
+	var last uint64
+	for _, r := range recs {
+		if !m.admitTopic(r.Topic) {
+			continue
+		}
+		seq, err := m.log.Append(r)
+		switch {
+		case err == nil || errors.Is(err, ringlog.ErrNotDurable):
+			// Not durable yet is decided by WaitDurable in the acker:
+			// the writer keeps retrying pending records.
+			m.stats.stored.Add(1)
+			last = seq
+		case errors.Is(err, ringlog.ErrClosed):
+			return last, false
+		default:
+			m.stats.appendErrors.Add(1)
+			m.limit.warn("append", "ring log refused an mqtt record", "topic", r.Topic, "err", err)
+		}
+	}
+	if last > 0 {
+		m.remember(name, payload)
+	}
+	return last, true
+}
+
+// replayed reports whether payload is the last one stored from topic name:
+// brokers send a topic's retained message on every new subscription, and
+// every reconnect subscribes again.
+func (m *MQTT) replayed(name string, payload []byte) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	h, ok := m.lastHash[name]
+	return ok && h == maphash.Bytes(m.seed, payload)
+}
+
+// remember notes the hash of the last payload stored from topic name, for
+// at most max_topics topics.
+func (m *MQTT) remember(name string, payload []byte) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.lastHash[name]; ok || len(m.lastHash) < m.cfg.MaxTopics {
+		m.lastHash[name] = maphash.Bytes(m.seed, payload)
+	}
+}
+
+// admitTopic reports whether records of name may be stored: a known topic
+// always, a new one while fewer than max_topics are known.
+func (m *MQTT) admitTopic(name string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.topics[name]; ok {
+		return true
+	}
+	if len(m.topics) >= m.cfg.MaxTopics {
+		m.stats.topicsRefused.Add(1)
+		m.limit.warn("max_topics", "mqtt topic refused: max_topics distinct topics reached",
+			"topic", name, "max_topics", m.cfg.MaxTopics)
+		return false
+	}
+	m.topics[name] = struct{}{}
+	return true
+}
+
+// enqueue hands p to the acker. When the queue stays full (the disk is far
+// behind) it gives up after enqueueWait, and then does not wait again until
+// the queue has room: the message stays unacknowledged and the broker
+// delivers it again after a reconnect. Live delivery goes on meanwhile.
+func (m *MQTT) enqueue(p pending) {
+	m.stats.waiting.Add(1)
+	defer m.kickIfBatch()
+	select {
+	case m.queue <- p:
+		m.saturated.Store(false)
+		return
+	default:
+	}
+	if m.saturated.Load() {
+		m.notAcked("ack_queue_full", p)
+		return
+	}
+	t := time.NewTimer(enqueueWait)
+	defer t.Stop()
+	select {
+	case m.queue <- p:
+	case <-t.C:
+		m.saturated.Store(true)
+		m.notAcked("ack_queue_full", p)
+	case <-m.stop:
+		m.notAcked("shutdown", p)
+	}
+}
+
+func (m *MQTT) notAcked(reason string, p pending) {
+	m.stats.waiting.Add(-1)
+	m.stats.notAcked.Add(1)
+	m.limit.warn(reason, "mqtt message left unacknowledged for the broker to redeliver",
+		"reason", reason, "topic", p.msg.Topic(), "seq", p.seq)
+}
+
+// acker acknowledges queued messages in order, each once its records are
+// durable. After Run closes m.stop it settles what is queued and returns;
+// cancelling ctx cuts the wait for durability short.
+func (m *MQTT) acker(ctx context.Context) {
+	for {
+		select {
+		case p := <-m.queue:
+			m.settle(ctx, p)
+		case <-m.stop:
+			for {
+				select {
+				case p := <-m.queue:
+					m.settle(ctx, p)
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+// settle waits until p's records are durable and acknowledges it.
+func (m *MQTT) settle(ctx context.Context, p pending) {
+	defer m.stats.waiting.Add(-1)
+	if p.ack && p.seq > 0 {
+		if err := m.durable(ctx, p.seq); err != nil {
+			// Dropped while the disk failed, or we are stopping: the
+			// broker keeps the message and delivers it again.
+			p.ack = false
+			m.limit.warn("not_durable", "mqtt record not durable; not acknowledged", "seq", p.seq, "err", err)
+		}
+	}
+	if !p.ack {
+		m.stats.notAcked.Add(1)
+		return
+	}
+	p.msg.Ack()
+	m.stats.acked.Add(1)
+}
+
+// durable waits until seq is on disk. When ack_batch messages are
+// waiting, the broker's in-flight window is about to fill: it commits the
+// log at once rather than stall the broker's stream until the next group
+// commit. The handler cuts a wait short through m.kick when the batch fills.
+func (m *MQTT) durable(ctx context.Context, seq uint64) error {
+	if done, err := m.probe(seq); done || err != nil {
+		return err
+	}
+	if !m.batchFull() {
+		if kicked, err := m.waitKickable(ctx, seq); !kicked {
+			return err
+		}
+	}
+	m.stats.earlySyncs.Add(1)
+	if err := m.log.Sync(ctx); err != nil && ctx.Err() != nil {
+		return err
+	}
+	// Sync covered seq; WaitDurable gives seq's own verdict at once.
+	return m.log.WaitDurable(ctx, seq)
+}
+
+// probe tells without waiting whether seq is durable, or an error when it
+// never will be (dropped while the disk failed, log closed).
+func (m *MQTT) probe(seq uint64) (bool, error) {
+	err := m.log.WaitDurable(m.noWait, seq)
+	if errors.Is(err, context.Canceled) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// waitKickable waits for seq to become durable through the periodic
+// commit, or until the handler kicks it because ack_batch messages wait.
+func (m *MQTT) waitKickable(ctx context.Context, seq uint64) (kicked bool, err error) {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	m.kickMu.Lock()
+	m.kick = cancel
+	m.kickMu.Unlock()
+	if m.batchFull() { // filled before m.kick was set
+		cancel()
+	}
+	err = m.log.WaitDurable(wctx, seq)
+	m.kickMu.Lock()
+	m.kick = nil
+	m.kickMu.Unlock()
+	if errors.Is(err, context.Canceled) && ctx.Err() == nil {
+		return true, nil
+	}
+	return false, err
+}
+
+func (m *MQTT) batchFull() bool {
+	n := *m.cfg.AckBatch
+	return n > 0 && m.stats.waiting.Load() >= int64(n)
+}
+
+// kickIfBatch ends the acker's wait for the periodic commit once ack_batch
+// messages are waiting.
+func (m *MQTT) kickIfBatch() {
+	if !m.batchFull() {
+		return
+	}
+	m.kickMu.Lock()
+	if m.kick != nil {
+		m.kick()
+		m.kick = nil
+	}
+	m.kickMu.Unlock()
+}
+
+// safeTopic makes a topic fit for a log line: at most 128 bytes, invalid
+// UTF-8 replaced by U+FFFD.
+func safeTopic(s string) string {
+	const max = 128
+	if len(s) > max {
+		s = s[:max]
+	}
+	return string([]rune(s)) // replaces invalid bytes with U+FFFD
+}
+
+// rateLog logs at most one line per reason per period, and says how many
+// were not logged in between. Reasons are a small fixed set, so its maps
+// stay small.
+type rateLog struct {
+	logger *slog.Logger
+	every  time.Duration
+
+	mu     sync.Mutex // protects last and missed
+	last   map[string]time.Time
+	missed map[string]int
+}
+
+func newRateLog(logger *slog.Logger, every time.Duration) *rateLog {
+	return &rateLog{logger: logger, every: every, last: map[string]time.Time{}, missed: map[string]int{}}
+}
+
+func (r *rateLog) warn(reason, msg string, args ...any) {
+	r.mu.Lock()
+	now := time.Now()
+	if t, ok := r.last[reason]; ok && now.Sub(t) < r.every {
+		r.missed[reason]++
+		r.mu.Unlock()
+		return
+	}
+	n := r.missed[reason]
+	r.last[reason] = now
+	r.missed[reason] = 0
+	r.mu.Unlock()
+	if n > 0 {
+		args = append(args, "suppressed", n)
+	}
+	r.logger.Warn(msg, args...)
+}

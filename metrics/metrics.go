@@ -1,0 +1,99 @@
+// Package metrics owns eddy's Prometheus exposition: it turns the counters
+// that the ring log, the stream hub and ingest keep into metrics read at
+// scrape time, so that no hot path calls into a metrics library.
+package metrics
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/eddy-iot/eddy/ringlog"
+	"github.com/eddy-iot/eddy/sse"
+)
+
+const ns = "eddy"
+
+// Registry is a Prometheus registry with the Go runtime and process
+// collectors already in it.
+func Registry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// CommitObserver returns a ringlog.Options.OnCommit hook that records
+// commit latency and failures.
+func CommitObserver(reg prometheus.Registerer) func(int, time.Duration, error) {
+	h := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: ns, Subsystem: "ringlog", Name: "commit_seconds",
+		Help:    "Time to commit one group of appended records to disk (fsync included).",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+	})
+	n := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: ns, Subsystem: "ringlog", Name: "commit_records",
+		Help:    "Records per group commit.",
+		Buckets: prometheus.ExponentialBuckets(1, 4, 10),
+	})
+	reg.MustRegister(h, n)
+	return func(records int, took time.Duration, err error) {
+		if err == nil {
+			h.Observe(took.Seconds())
+			n.Observe(float64(records))
+		}
+	}
+}
+
+// RegisterLog exports the ring log's counters.
+func RegisterLog(reg prometheus.Registerer, l *ringlog.Log) {
+	counter := func(name, help string, f func(ringlog.Stats) uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Subsystem: "ringlog", Name: name, Help: help},
+			func() float64 { return float64(f(l.Stats())) })
+	}
+	gauge := func(name, help string, f func(ringlog.Stats) float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Subsystem: "ringlog", Name: name, Help: help},
+			func() float64 { return f(l.Stats()) })
+	}
+	reg.MustRegister(
+		counter("appended_total", "Records appended.", func(s ringlog.Stats) uint64 { return s.Appended }),
+		counter("append_errors_total", "Appends accepted live but not durable (disk failing).", func(s ringlog.Stats) uint64 { return s.AppendErrors }),
+		counter("commits_total", "Group commits.", func(s ringlog.Stats) uint64 { return s.Commits }),
+		counter("commit_errors_total", "Failed commits.", func(s ringlog.Stats) uint64 { return s.CommitErrors }),
+		counter("disk_full_total", "Commits that failed for want of space.", func(s ringlog.Stats) uint64 { return s.DiskFull }),
+		counter("trimmed_total", "Records deleted by the size or age bound.", func(s ringlog.Stats) uint64 { return s.Trimmed }),
+		counter("lost_total", "Records given up while the disk failed.", func(s ringlog.Stats) uint64 { return s.Lost }),
+		gauge("records", "Records stored.", func(s ringlog.Stats) float64 { return float64(s.Records) }),
+		gauge("bytes", "Bytes the stored records account for.", func(s ringlog.Stats) float64 { return float64(s.Bytes) }),
+		gauge("file_bytes", "Size of ring.db.", func(s ringlog.Stats) float64 { return float64(s.FileBytes) }),
+		gauge("pending_records", "Records appended but not yet durable.", func(s ringlog.Stats) float64 { return float64(s.Pending) }),
+		gauge("last_seq", "Highest event id issued.", func(s ringlog.Stats) float64 { return float64(s.LastSeq) }),
+		gauge("oldest_seq", "Oldest event id stored.", func(s ringlog.Stats) float64 { return float64(s.OldestSeq) }),
+		gauge("oldest_age_seconds", "Age of the oldest record stored.", func(s ringlog.Stats) float64 {
+			if s.OldestTime.IsZero() {
+				return 0
+			}
+			return time.Since(s.OldestTime).Seconds()
+		}),
+	)
+}
+
+// RegisterHub exports the stream hub's counters and client gauge.
+func RegisterHub(reg prometheus.Registerer, h *sse.Hub, m *sse.Metrics) {
+	counter := func(name, help string, f func() uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Subsystem: "stream", Name: name, Help: help},
+			func() float64 { return float64(f()) })
+	}
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Subsystem: "stream", Name: "clients", Help: "Connected SSE streams."},
+			func() float64 { return float64(h.Clients()) }),
+		counter("published_total", "Records fanned out live.", m.Published.Load),
+		counter("events_sent_total", "Reading events written to streams, live or replayed.", m.Delivered.Load),
+		counter("replayed_total", "Events read from the ring log (resume, exact catch-up).", m.Replayed.Load),
+		counter("dropped_total", "Events dropped for slow streams (downsample, rate).", m.Dropped.Load),
+		counter("gaps_total", "Gap events written.", m.Gaps.Load),
+		counter("detached_total", "Times an exact-mode stream fell behind and was served from the log.", m.Detached.Load),
+		counter("write_deadline_disconnects_total", "Streams ended by a failed or timed-out write.", m.WriteErrors.Load),
+		counter("rejected_total", "Stream requests answered 400.", m.Rejected.Load),
+	)
+}

@@ -1,0 +1,85 @@
+package metrics
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/eddy-iot/eddy/ingest"
+	"github.com/eddy-iot/eddy/ringlog"
+	"github.com/eddy-iot/eddy/sse"
+)
+
+func TestLogAndHubMetrics(t *testing.T) {
+	reg := Registry()
+	l, err := ringlog.Open(t.TempDir(), &ringlog.Options{OnCommit: CommitObserver(reg), SyncInterval: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	RegisterLog(reg, l)
+	hm := &sse.Metrics{}
+	RegisterHub(reg, sse.NewHub(l, sse.Options{Metrics: hm}), hm)
+	for range 3 {
+		if _, err := l.Append(ringlog.Record{Topic: "m/t", Kind: ringlog.KindJSON, Value: []byte("1")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	hm.Gaps.Add(2)
+	want := `
+# HELP eddy_ringlog_appended_total Records appended.
+# TYPE eddy_ringlog_appended_total counter
+eddy_ringlog_appended_total 3
+# HELP eddy_ringlog_records Records stored.
+# TYPE eddy_ringlog_records gauge
+eddy_ringlog_records 3
+# HELP eddy_stream_gaps_total Gap events written.
+# TYPE eddy_stream_gaps_total counter
+eddy_stream_gaps_total 2
+# HELP eddy_stream_clients Connected SSE streams.
+# TYPE eddy_stream_clients gauge
+eddy_stream_clients 0
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
+		"eddy_ringlog_appended_total", "eddy_ringlog_records", "eddy_stream_gaps_total", "eddy_stream_clients"); err != nil {
+		t.Error(err)
+	}
+	if n, err := testutil.GatherAndCount(reg, "eddy_ringlog_commit_seconds"); err != nil || n != 1 {
+		t.Errorf("commit histogram: %d series, %v", n, err)
+	}
+	if n, err := testutil.GatherAndCount(reg, "go_goroutines"); err != nil || n != 1 {
+		t.Errorf("Go runtime metrics missing: %d, %v", n, err)
+	}
+}
+
+func TestIngestMetrics(t *testing.T) {
+	reg := Registry()
+	RegisterIngest(reg, func() ([]ingest.MQTTStats, []ingest.SensorHealth) {
+		return []ingest.MQTTStats{{Broker: "tcp://b:1883", ClientID: "c", Connected: true, Oversized: 4, ConnectionsLost: 1}},
+			[]ingest.SensorHealth{{Name: "env", Kind: "bme280", Up: false, Errors: 7}}
+	})
+	want := `
+# HELP eddy_mqtt_connected 1 while connected to the broker.
+# TYPE eddy_mqtt_connected gauge
+eddy_mqtt_connected{broker="tcp://b:1883",client_id="c"} 1
+# HELP eddy_mqtt_oversized_total Messages refused: payload over max_payload.
+# TYPE eddy_mqtt_oversized_total counter
+eddy_mqtt_oversized_total{broker="tcp://b:1883",client_id="c"} 4
+# HELP eddy_sensor_up 1 when the sensor's last read succeeded.
+# TYPE eddy_sensor_up gauge
+eddy_sensor_up{kind="bme280",sensor="env"} 0
+# HELP eddy_sensor_errors_total Sensor reads that failed.
+# TYPE eddy_sensor_errors_total counter
+eddy_sensor_errors_total{kind="bme280",sensor="env"} 7
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
+		"eddy_mqtt_connected", "eddy_mqtt_oversized_total", "eddy_sensor_up", "eddy_sensor_errors_total"); err != nil {
+		t.Error(err)
+	}
+}

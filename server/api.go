@@ -1,0 +1,171 @@
+package server
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/eddy-iot/eddy/ringlog"
+	"github.com/eddy-iot/eddy/topic"
+)
+
+// History limits.
+const (
+	DefaultHistoryLimit = 1000
+	MaxHistoryLimit     = 100000
+)
+
+// handleHealth answers 200 when the server is up and the ring log
+// writable, else 503 with the reason.
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	err := s.health(r.Context())
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	if err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		json.NewEncoder(w).Encode(map[string]string{"status": "unavailable", "reason": err.Error()})
+		return
+	}
+	json.NewEncoder(w).Encode(map[string]any{"status": "ok", "last_seq": s.opt.Log.LastSeq()})
+}
+
+func (s *Server) health(ctx context.Context) error {
+	if s.stopping.Load() {
+		return errors.New("shutting down")
+	}
+	if _, err := s.opt.Log.ReadAfter(nil, s.opt.Log.LastSeq(), 1); err != nil {
+		return fmt.Errorf("ring log: %w", err)
+	}
+	if err := s.opt.Log.Err(); err != nil {
+		return fmt.Errorf("ring log not writable: %w", err)
+	}
+	if s.opt.Health != nil {
+		return s.opt.Health(ctx)
+	}
+	return nil
+}
+
+// handleSeries answers every known topic with its latest record, sorted by
+// topic, each shaped like the data of an SSE reading event.
+func (s *Server) handleSeries(w http.ResponseWriter, r *http.Request) {
+	latest := s.opt.Log.Latest()
+	buf := make([]byte, 0, 128*len(latest)+2)
+	buf = append(buf, '[')
+	for i := range latest {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = appendRecordJSON(buf, &latest[i])
+	}
+	buf = append(buf, ']', '\n')
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Write(buf)
+}
+
+// historyQuery is a parsed /api/history request.
+type historyQuery struct {
+	q      ringlog.Query
+	ndjson bool
+}
+
+// paramError names the query parameter that was wrong.
+type paramError struct {
+	param string
+	err   error
+}
+
+func (e *paramError) Error() string { return fmt.Sprintf("%s: %v", e.param, e.err) }
+
+func parseHistory(r *http.Request) (historyQuery, error) {
+	v := r.URL.Query()
+	hq := historyQuery{q: ringlog.Query{Limit: DefaultHistoryLimit}}
+	if raw := v["topic"]; len(raw) > 0 {
+		set, err := topic.ParseSet(raw)
+		if err != nil {
+			return hq, &paramError{"topic", err}
+		}
+		hq.q.Match = set.Match
+	}
+	if s := v.Get("from_seq"); s != "" {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return hq, &paramError{"from_seq", errors.New("not an unsigned integer")}
+		}
+		hq.q.FromSeq = n
+	}
+	if s := v.Get("since"); s != "" {
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return hq, &paramError{"since", errors.New("not an RFC 3339 time such as 2026-11-23T17:00:00Z")}
+		}
+		hq.q.Since = t
+	}
+	if s := v.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > MaxHistoryLimit {
+			return hq, &paramError{"limit", fmt.Errorf("not an integer from 1 to %d", MaxHistoryLimit)}
+		}
+		hq.q.Limit = n
+	}
+	hq.ndjson = acceptsNDJSON(r.Header.Get("Accept"))
+	return hq, nil
+}
+
+func acceptsNDJSON(accept string) bool {
+	for _, part := range strings.Split(accept, ",") {
+		mt, _, err := mime.ParseMediaType(strings.TrimSpace(part))
+		if err == nil && (mt == "application/x-ndjson" || mt == "application/jsonl") {
+			return true
+		}
+	}
+	return false
+}
+
+// handleHistory streams records from the ring log, oldest first, as a JSON
+// array or (Accept: application/x-ndjson) one object per line.
+func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request) {
+	hq, err := parseHistory(r)
+	if err != nil {
+		http.Error(w, "400 bad request: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	ct, open, sep, end := "application/json", "[", ",", "]\n"
+	if hq.ndjson {
+		ct, open, sep, end = "application/x-ndjson", "", "\n", "\n"
+	}
+	w.Header().Set("Content-Type", ct)
+	w.Header().Set("Cache-Control", "no-store")
+	bw := bufio.NewWriterSize(w, 32<<10)
+	bw.WriteString(open)
+	n := 0
+	var buf []byte
+	err = s.opt.Log.History(r.Context(), hq.q, func(rec ringlog.Record) error {
+		if n > 0 {
+			bw.WriteString(sep)
+		}
+		n++
+		buf = appendRecordJSON(buf[:0], &rec)
+		_, err := bw.Write(buf)
+		return err
+	})
+	if err != nil {
+		// The status is sent; cutting the body short makes the client's
+		// JSON parse fail rather than look complete.
+		if r.Context().Err() == nil { // not merely the client leaving
+			s.log.Warn("server: history aborted", "error", err)
+		}
+		return
+	}
+	if n > 0 || !hq.ndjson {
+		bw.WriteString(end)
+	}
+	bw.Flush()
+}

@@ -1,0 +1,336 @@
+package server
+
+import (
+	"context"
+	stdtls "crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
+
+	"github.com/eddy-iot/eddy/ringlog"
+	"github.com/eddy-iot/eddy/sse"
+)
+
+// Defaults for the zero values of Options.
+const (
+	DefaultMaxStreamsPerHost = 1000
+	DefaultMaxStreamsPerConn = 1000
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultIdleTimeout       = 2 * time.Minute
+	DefaultMaxHeaderBytes    = 64 << 10
+	DefaultSessionTTL        = 30 * 24 * time.Hour
+)
+
+// ErrNoTLS is returned by New when Options.TLS is nil: eddy never serves
+// plain HTTP.
+var ErrNoTLS = errors.New("server: no TLS configuration")
+
+// Options configures a Server. Log and TLS are required.
+type Options struct {
+	// Listen is "host:port". An empty host serves every IPv4 and IPv6
+	// address; port 0 picks a free port (the same one for TCP and UDP).
+	Listen string
+	// HTTP3 also serves HTTP/3 over QUIC on the same port (UDP).
+	HTTP3 bool
+	// TLS is the server configuration (tls.Device.ServerConfig). With
+	// ClientCAs set, verified client certificates are auth.
+	TLS *stdtls.Config
+	// Log is the ring log behind /api/series, /api/history and /healthz.
+	Log *ringlog.Log
+	// Events serves GET /events (the sse hub); nil answers 503.
+	Events http.Handler
+	// ConnContext derives each connection's context from its identity, the
+	// net.Conn (HTTP/1.1, HTTP/2) or *quic.Conn (HTTP/3). Default:
+	// sse.WithConn, so the hub can write a connection's streams together.
+	ConnContext func(ctx context.Context, conn any) context.Context
+	// Tokens are the accepted bearer tokens; replace them with SetTokens.
+	Tokens []string
+	// SessionKey signs session cookies; default: random per process (a
+	// restart logs dashboards out).
+	SessionKey []byte
+	SessionTTL time.Duration // default DefaultSessionTTL
+	// Health, when set, is asked by /healthz beside the server's own checks;
+	// a non-nil error is reported as the reason for 503.
+	Health func(ctx context.Context) error
+
+	// WriteCoalesce is how long TCP connections hold small writes to merge
+	// them (see coalescingListener); default DefaultWriteCoalesce, < 0: off.
+	WriteCoalesce time.Duration
+
+	MaxStreamsPerHost int // concurrent requests per client address; default 1000
+	MaxStreamsPerConn int // HTTP/2 and QUIC concurrent streams per connection; default 1000
+	ReadHeaderTimeout time.Duration
+	IdleTimeout       time.Duration
+	MaxHeaderBytes    int
+
+	Logger *slog.Logger // default: discard
+}
+
+func (o *Options) withDefaults() (Options, error) {
+	r := *o
+	if r.TLS == nil {
+		return r, ErrNoTLS
+	}
+	if r.Log == nil {
+		return r, errors.New("server: no ring log")
+	}
+	if r.WriteCoalesce == 0 {
+		r.WriteCoalesce = DefaultWriteCoalesce
+	}
+	if r.MaxStreamsPerHost <= 0 {
+		r.MaxStreamsPerHost = DefaultMaxStreamsPerHost
+	}
+	if r.MaxStreamsPerConn <= 0 {
+		r.MaxStreamsPerConn = DefaultMaxStreamsPerConn
+	}
+	if r.ReadHeaderTimeout <= 0 {
+		r.ReadHeaderTimeout = DefaultReadHeaderTimeout
+	}
+	if r.IdleTimeout <= 0 {
+		r.IdleTimeout = DefaultIdleTimeout
+	}
+	if r.MaxHeaderBytes <= 0 {
+		r.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if r.SessionTTL <= 0 {
+		r.SessionTTL = DefaultSessionTTL
+	}
+	if r.ConnContext == nil {
+		r.ConnContext = sse.WithConn
+	}
+	if r.Logger == nil {
+		r.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return r, nil
+}
+
+// Server serves eddy's HTTP API over HTTP/1.1, HTTP/2 and HTTP/3.
+type Server struct {
+	opt  Options
+	log  *slog.Logger
+	mux  *http.ServeMux
+	auth *authenticator
+	lim  *hostLimiter
+	gate requestGate
+
+	h2 *http.Server
+	h3 *http3.Server // nil when HTTP/3 is off
+
+	stopping atomic.Bool // set by Shutdown; /healthz answers 503
+
+	mu       sync.Mutex // protects the fields below
+	started  bool
+	tcp      []net.Listener
+	udp      []net.PacketConn
+	serveErr error // first unexpected serve error
+
+	wg   sync.WaitGroup // serving goroutines
+	done chan struct{}  // closed when a serving goroutine failed or Shutdown ran
+	once sync.Once
+}
+
+// New builds a Server; Start binds it.
+func New(opts Options) (*Server, error) {
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		opt:  o,
+		log:  o.Logger,
+		mux:  http.NewServeMux(),
+		auth: newAuthenticator(o.Tokens, o.SessionKey, o.SessionTTL, o.TLS.ClientCAs != nil),
+		lim:  newHostLimiter(o.MaxStreamsPerHost),
+		done: make(chan struct{}),
+	}
+	s.routes()
+	handler := s.handler()
+	s.h2 = s.newHTTP2(handler)
+	if o.HTTP3 {
+		s.h3 = s.newHTTP3(handler)
+	}
+	return s, nil
+}
+
+// Handle mounts h at pattern (http.ServeMux syntax) behind auth, e.g.
+// "GET /metrics". It is safe to call at any time.
+func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
+// SetTokens replaces the accepted bearer tokens (SIGHUP reload). Sessions
+// made with a removed token stop working at once.
+func (s *Server) SetTokens(tokens []string) { s.auth.setTokens(tokens) }
+
+func (s *Server) newHTTP2(h http.Handler) *http.Server {
+	srv := &http.Server{
+		Handler:           h,
+		TLSConfig:         s.opt.TLS.Clone(),
+		ReadHeaderTimeout: s.opt.ReadHeaderTimeout,
+		IdleTimeout:       s.opt.IdleTimeout,
+		MaxHeaderBytes:    s.opt.MaxHeaderBytes,
+		// TLS handshake failures from browsers that distrust the device
+		// certificate are routine: keep them out of the info log.
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		HTTP2: &http.HTTP2Config{
+			MaxConcurrentStreams: s.opt.MaxStreamsPerConn,
+			// Find dead peers of idle SSE connections.
+			SendPingTimeout: 30 * time.Second,
+			PingTimeout:     15 * time.Second,
+			// A connection whose socket accepts nothing this long is
+			// dead; per-stream deadlines cannot see a stalled socket.
+			WriteByteTimeout: 30 * time.Second,
+		},
+	}
+	cc := s.opt.ConnContext
+	srv.ConnContext = func(ctx context.Context, c net.Conn) context.Context { return cc(ctx, c) }
+	return srv
+}
+
+func (s *Server) newHTTP3(h http.Handler) *http3.Server {
+	srv := &http3.Server{
+		Handler:        h,
+		TLSConfig:      s.opt.TLS.Clone(),
+		MaxHeaderBytes: s.opt.MaxHeaderBytes,
+		IdleTimeout:    s.opt.IdleTimeout,
+		QUICConfig: &quic.Config{
+			MaxIncomingStreams: int64(s.opt.MaxStreamsPerConn),
+			MaxIdleTimeout:     time.Minute,
+			KeepAlivePeriod:    20 * time.Second,
+		},
+		Logger: s.log,
+	}
+	cc := s.opt.ConnContext
+	srv.ConnContext = func(ctx context.Context, c *quic.Conn) context.Context { return cc(ctx, c) }
+	return srv
+}
+
+// Start binds the listeners and serves in the background until Shutdown.
+func (s *Server) Start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started {
+		return errors.New("server: already started")
+	}
+	tcp, udp, err := listen(s.opt.Listen, s.h3 != nil)
+	if err != nil {
+		return err
+	}
+	s.started, s.tcp, s.udp = true, tcp, udp
+	if s.h3 != nil {
+		// Advertise one port, the one we bound, whatever the listeners say.
+		s.h3.Port = tcp[0].Addr().(*net.TCPAddr).Port
+	}
+	for _, ln := range tcp {
+		if s.opt.WriteCoalesce > 0 {
+			ln = coalescingListener{Listener: ln, delay: s.opt.WriteCoalesce}
+		}
+		s.goServe("h2", ln.Addr(), func() error { return s.h2.ServeTLS(ln, "", "") })
+	}
+	for _, pc := range udp {
+		s.goServe("h3", pc.LocalAddr(), func() error { return s.h3.Serve(pc) })
+	}
+	return nil
+}
+
+func (s *Server) goServe(proto string, addr net.Addr, serve func() error) {
+	s.log.Info("server: listening", "proto", proto, "addr", addr.String())
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		err := serve()
+		if err == nil || errors.Is(err, http.ErrServerClosed) || s.stopping.Load() {
+			return
+		}
+		s.log.Error("server: serve failed", "proto", proto, "addr", addr.String(), "error", err)
+		s.mu.Lock()
+		if s.serveErr == nil {
+			s.serveErr = fmt.Errorf("server: serve %s on %s: %w", proto, addr, err)
+		}
+		s.mu.Unlock()
+		s.once.Do(func() { close(s.done) })
+	}()
+}
+
+// Addr is the bound TCP address of the first listener (the UDP port is the
+// same); nil before Start.
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.tcp) == 0 {
+		return nil
+	}
+	return s.tcp[0].Addr()
+}
+
+// Done is closed when a listener failed (see Err) or Shutdown began.
+func (s *Server) Done() <-chan struct{} { return s.done }
+
+// Err is the first unexpected serving error, or nil.
+func (s *Server) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.serveErr
+}
+
+// Shutdown stops accepting, waits for running requests until ctx ends (end
+// SSE streams with the hub's Shutdown meanwhile), then closes every
+// connection. It returns ctx's error when it had to cut requests short.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopping.Store(true)
+	s.once.Do(func() { close(s.done) })
+	var wg sync.WaitGroup
+	var err2, err3 error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err2 = s.h2.Shutdown(ctx); err2 != nil {
+			s.h2.Close() // the deadline passed: cut the remaining streams
+		}
+	}()
+	if s.h3 != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err3 = s.shutdownHTTP3(ctx)
+		}()
+	}
+	wg.Wait()
+	s.mu.Lock()
+	for _, pc := range s.udp {
+		pc.Close() // http3.Server.Serve does not close what it was given
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	if err := errors.Join(err2, err3); err != nil {
+		return fmt.Errorf("server: shutdown: %w", err)
+	}
+	return nil
+}
+
+// shutdownHTTP3 stops the HTTP/3 server gracefully and closes its
+// connections as soon as no request runs, or when ctx ends.
+func (s *Server) shutdownHTTP3(ctx context.Context) error {
+	idleCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-s.gate.idled():
+			cancel()
+		case <-idleCtx.Done():
+		}
+	}()
+	// quic-go's Shutdown closes every connection itself when idleCtx ends.
+	err := s.h3.Shutdown(idleCtx)
+	if errors.Is(err, context.Canceled) && ctx.Err() == nil {
+		return nil // ended because no request was left, not by the deadline
+	}
+	return err
+}

@@ -1,0 +1,382 @@
+package sse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"time"
+
+	"github.com/eddy-iot/eddy/ringlog"
+)
+
+// connKey is the context key of WithConn.
+type connKey struct{}
+
+// WithConn marks ctx as belonging to the client connection id (any
+// comparable value unique per connection, e.g. the net.Conn). The server
+// calls it from http.Server.ConnContext and http3.Server.ConnContext.
+//
+// It is the hook for writing all streams of one connection from one
+// goroutine. This version still writes each stream from its own handler
+// goroutine, one write and flush per batch of events, whether or not the
+// mark is present; the mark lets that change without touching the server.
+func WithConn(ctx context.Context, id any) context.Context {
+	return context.WithValue(ctx, connKey{}, id)
+}
+
+// replayBatch is how many records a stream reads from the log at once
+// while it catches up; replayChunk how many bytes of them it encodes
+// before writing.
+const (
+	replayBatch = 256
+	replayChunk = 32 << 10
+)
+
+// ServeHTTP serves GET /events (see DESIGN.md). Bad parameters get 400
+// with the reason, a hub shutting down 503.
+func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "sse: /events takes GET", http.StatusMethodNotAllowed)
+		return
+	}
+	p, err := parseParams(r, h.log.LastSeq())
+	if err != nil {
+		h.m.Rejected.Add(1)
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if !h.enter() {
+		w.Header().Set("Retry-After", "5")
+		http.Error(w, "sse: shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	defer h.leave()
+	hdr := w.Header()
+	hdr.Set("Content-Type", "text/event-stream")
+	hdr.Set("Cache-Control", "no-cache")
+	hdr.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		return
+	}
+	s := &stream{h: h, w: w, rc: http.NewResponseController(w), c: newClient(p, h.opt.ClientBuffer, h.m)}
+	err = s.run(r.Context())
+	h.detach(s.c)
+	if err != nil {
+		h.lg.Debug("sse: stream ended", "remote", r.RemoteAddr, "err", err)
+	}
+}
+
+// stream is one response being written. Its methods run on the handler's
+// goroutine, which owns every write to w.
+type stream struct {
+	h          *Hub
+	w          http.ResponseWriter
+	rc         *http.ResponseController
+	c          *client
+	buf        []byte           // small frames, replayed events
+	out        []*event         // the writer's half of the client's queue
+	recs       []ringlog.Record // replay scratch
+	lastWrite  time.Time        // when the last flush succeeded
+	deadline   time.Time        // write deadline in force; zero: none
+	noDeadline bool             // the ResponseWriter cannot set deadlines
+}
+
+// errWrite wraps a failed write; the client is gone or too slow.
+var errWrite = errors.New("sse: write")
+
+func (s *stream) run(ctx context.Context) error {
+	// A fresh stream attaches before its first byte goes out, so a client
+	// that has seen the preamble gets every record appended after that.
+	if !s.c.p.resume {
+		s.h.attach(s.c, true)
+	}
+	s.buf = appendRetry(s.buf[:0], s.h.opt.Retry, "eddy events")
+	if err := s.flushBuf(); err != nil {
+		return err
+	}
+	if s.c.p.resume {
+		if err := s.catchUp(ctx); err != nil {
+			return err
+		}
+	}
+	// One timer does the idle work: heartbeats, and lifting the write
+	// deadline before it expires on a quiet stream.
+	idleAt := s.idleAt()
+	idle := time.NewTimer(time.Until(idleAt))
+	defer idle.Stop()
+	rate := time.NewTimer(time.Hour)
+	rate.Stop()
+	defer rate.Stop()
+	var rateC <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.h.closing:
+			return s.goodbye()
+		case <-idle.C:
+			if err := s.idle(); err != nil {
+				return err
+			}
+			idleAt = s.idleAt()
+			idle.Reset(time.Until(idleAt))
+			continue
+		case <-s.c.wake:
+		case <-rateC:
+			rateC = nil
+		}
+		wait, err := s.drain(ctx)
+		if err != nil {
+			return err
+		}
+		if wait > 0 {
+			rate.Reset(wait)
+			rateC = rate.C
+		}
+		if at := s.idleAt(); at.Before(idleAt) {
+			idleAt = at
+			idle.Reset(time.Until(at))
+		}
+	}
+}
+
+// idleAt is when the stream next has idle work: a heartbeat Heartbeat
+// after the last write, or lifting the deadline a quarter of
+// WriteTimeout before it expires.
+func (s *stream) idleAt() time.Time {
+	at := s.lastWrite.Add(s.h.opt.Heartbeat)
+	if !s.deadline.IsZero() {
+		if lift := s.deadline.Add(-s.h.opt.WriteTimeout / 4); lift.Before(at) {
+			at = lift
+		}
+	}
+	return at
+}
+
+// idle sends a heartbeat when the stream has been quiet for Heartbeat,
+// and lifts the write deadline when it is about to expire: HTTP/2 resets
+// a stream whose deadline passes even when no write is pending, and a
+// stream may rightly be quiet for longer than WriteTimeout.
+func (s *stream) idle() error {
+	now := time.Now()
+	if now.Sub(s.lastWrite) >= s.h.opt.Heartbeat {
+		s.buf = append(s.buf[:0], heartbeat...)
+		if err := s.flushBuf(); err != nil {
+			return err
+		}
+	}
+	if !s.deadline.IsZero() && !now.Before(s.deadline.Add(-s.h.opt.WriteTimeout/4)) {
+		s.deadline = time.Time{}
+		if err := s.rc.SetWriteDeadline(time.Time{}); err != nil {
+			return s.writeErr(err)
+		}
+	}
+	return nil
+}
+
+// drain writes what the client's queue holds, then, if the stream fell
+// out of live fan-out, catches up from the log.
+func (s *stream) drain(ctx context.Context) (time.Duration, error) {
+	evs, g, detached, wait := s.c.take(s.out, time.Now())
+	s.out = evs
+	if len(evs) > 0 || g.dropped > 0 {
+		err := s.writeEvents(g, evs)
+		s.h.m.Delivered.Add(uint64(len(evs)))
+		clear(s.out) // release the frames
+		if err != nil {
+			return 0, err
+		}
+	}
+	if detached {
+		return 0, s.catchUp(ctx)
+	}
+	return wait, nil
+}
+
+// writeEvents writes a gap (if any) and the events, then flushes once.
+func (s *stream) writeEvents(g gap, evs []*event) error {
+	if g.dropped > 0 {
+		s.h.m.Gaps.Add(1)
+		s.buf = appendGap(s.buf[:0], g)
+		if err := s.writeBuf(); err != nil {
+			return err
+		}
+	}
+	for _, ev := range evs {
+		if err := s.arm(); err != nil {
+			return err
+		}
+		if _, err := s.w.Write(ev.frame); err != nil {
+			return s.writeErr(err)
+		}
+	}
+	return s.flush()
+}
+
+// catchUp reads the log after the client's cursor and writes what
+// matches, until the cursor reaches what the hub has published; then it
+// attaches the client to live fan-out. Records the log no longer holds
+// are announced by a gap; dropped counts their ids, matching or not.
+func (s *stream) catchUp(ctx context.Context) error {
+	log := s.h.log
+	for !s.h.attach(s.c, false) {
+		select {
+		case <-ctx.Done():
+			return nil // run sees it
+		case <-s.h.closing:
+			return nil
+		default:
+		}
+		cursor := s.c.position()
+		var err error
+		s.recs, err = log.ReadAfter(s.recs[:0], cursor, replayBatch)
+		if err != nil {
+			return fmt.Errorf("sse: replay after %d: %w", cursor, err)
+		}
+		var g gap
+		lostTo := log.Oldest() - 1 // every seq below Oldest is trimmed or lost
+		if len(s.recs) > 0 {
+			lostTo = min(lostTo, s.recs[0].Seq-1)
+		}
+		if lostTo > cursor {
+			g.add(lostTo-cursor, cursor+1, lostTo)
+		}
+		if len(s.recs) == 0 && g.dropped == 0 {
+			return fmt.Errorf("sse: replay after %d: the log holds nothing newer, yet the hub published more", cursor)
+		}
+		end := lostTo
+		if len(s.recs) > 0 {
+			end = max(end, s.recs[len(s.recs)-1].Seq)
+		}
+		if err := s.writeReplay(g); err != nil {
+			return err
+		}
+		s.c.advance(end)
+	}
+	return nil
+}
+
+// writeReplay encodes the matching records of s.recs after gap g and
+// writes them at once.
+func (s *stream) writeReplay(g gap) error {
+	s.buf = s.buf[:0]
+	if g.dropped > 0 {
+		s.h.m.Gaps.Add(1)
+		s.buf = appendGap(s.buf, g)
+	}
+	n := 0
+	defer func() {
+		clear(s.recs)
+		s.h.m.Delivered.Add(uint64(n))
+		s.h.m.Replayed.Add(uint64(n))
+	}()
+	for i := range s.recs {
+		if !s.c.p.filters.Match(s.recs[i].Topic) {
+			continue
+		}
+		s.buf = appendReading(s.buf, &s.recs[i])
+		n++
+		if len(s.buf) >= replayChunk {
+			// Write as we go: values can be large, the buffer stays small.
+			if err := s.writeBuf(); err != nil {
+				return err
+			}
+			s.buf = s.buf[:0]
+		}
+	}
+	if n == 0 && g.dropped == 0 {
+		return nil
+	}
+	return s.flushBuf()
+}
+
+// goodbye ends the stream at shutdown with a retry hint between 1x and 3x
+// Options.Retry, so that clients do not all come back at the same moment.
+// The write gets at most goodbyeTimeout, so that a stalled client cannot
+// hold up shutdown for a whole WriteTimeout.
+func (s *stream) goodbye() error {
+	r := s.h.opt.Retry
+	s.buf = appendRetry(s.buf[:0], r+rand.N(2*r), "eddy is shutting down")
+	if !s.noDeadline {
+		if err := s.rc.SetWriteDeadline(time.Now().Add(min(s.h.opt.WriteTimeout, goodbyeTimeout))); err != nil {
+			return s.writeErr(err)
+		}
+	}
+	if _, err := s.w.Write(s.buf); err != nil {
+		return s.writeErr(err)
+	}
+	return s.flush()
+}
+
+// goodbyeTimeout bounds the last write of a stream at shutdown.
+const goodbyeTimeout = time.Second
+
+// flushBuf writes s.buf and flushes.
+func (s *stream) flushBuf() error {
+	if err := s.writeBuf(); err != nil {
+		return err
+	}
+	if cap(s.buf) > maxIdleBuf {
+		s.buf = nil // an idle stream should not keep a replay-sized buffer
+	}
+	return s.flush()
+}
+
+// maxIdleBuf is the largest buffer a stream keeps between writes.
+const maxIdleBuf = 4 << 10
+
+// writeBuf writes s.buf under a write deadline.
+func (s *stream) writeBuf() error {
+	if err := s.arm(); err != nil {
+		return err
+	}
+	if _, err := s.w.Write(s.buf); err != nil {
+		return s.writeErr(err)
+	}
+	return nil
+}
+
+// arm makes sure a write deadline at least 3/4 of WriteTimeout away is in
+// force, so a client that accepts nothing for that long is dropped.
+// Setting a deadline costs a message to the HTTP/2 connection's
+// goroutine, so a busy stream re-arms only every quarter WriteTimeout,
+// not on every write, and never lifts it between writes (see idle).
+func (s *stream) arm() error {
+	if s.noDeadline {
+		return nil
+	}
+	now := time.Now()
+	wt := s.h.opt.WriteTimeout
+	if !s.deadline.IsZero() && s.deadline.Sub(now) >= wt*3/4 {
+		return nil
+	}
+	err := s.rc.SetWriteDeadline(now.Add(wt))
+	if errors.Is(err, http.ErrNotSupported) {
+		s.noDeadline = true
+		s.h.lg.Warn("sse: this connection cannot set write deadlines; a stalled client will be noticed only when it disconnects")
+		return nil
+	}
+	if err != nil {
+		return s.writeErr(err)
+	}
+	s.deadline = now.Add(wt)
+	return nil
+}
+
+// flush sends what was written.
+func (s *stream) flush() error {
+	if err := s.rc.Flush(); err != nil {
+		return s.writeErr(err)
+	}
+	s.lastWrite = time.Now()
+	return nil
+}
+
+func (s *stream) writeErr(err error) error {
+	s.h.m.WriteErrors.Add(1)
+	return fmt.Errorf("%w: %w", errWrite, err)
+}

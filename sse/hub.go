@@ -1,0 +1,315 @@
+package sse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/eddy-iot/eddy/ringlog"
+	"github.com/eddy-iot/eddy/topic"
+)
+
+// Options tunes a Hub. The zero value of each field means its default.
+type Options struct {
+	ClientBuffer int           // events queued per stream before backpressure applies; default 1024
+	Heartbeat    time.Duration // comment sent on a stream quiet this long; default 15s
+	WriteTimeout time.Duration // a stream that accepts no write for this long is dropped; default 10s
+	Retry        time.Duration // reconnect hint; at shutdown 1x to 3x this, jittered; default 2s
+	Logger       *slog.Logger  // default: discard
+	Metrics      *Metrics      // counters the hub updates; nil: kept internally, unexported
+}
+
+func (o Options) withDefaults() Options {
+	if o.ClientBuffer <= 0 {
+		o.ClientBuffer = 1024
+	}
+	if o.Heartbeat <= 0 {
+		o.Heartbeat = 15 * time.Second
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = 10 * time.Second
+	}
+	if o.Retry <= 0 {
+		o.Retry = 2 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Metrics == nil {
+		o.Metrics = &Metrics{}
+	}
+	return o
+}
+
+// Metrics are the hub's counters. They are plain atomics so that this
+// package needs no metrics library; the server exports them (for
+// example as Prometheus CounterFuncs) and Hub.Clients as a gauge.
+type Metrics struct {
+	Published   atomic.Uint64 // records the hub fanned out live
+	Delivered   atomic.Uint64 // reading events written to streams, live or replayed
+	Replayed    atomic.Uint64 // of Delivered, those read from the ring log (resume, exact catch-up)
+	Dropped     atomic.Uint64 // events dropped for slow streams (downsample, rate)
+	Gaps        atomic.Uint64 // gap events written
+	Detached    atomic.Uint64 // times an exact-mode stream fell behind and switched to the log
+	WriteErrors atomic.Uint64 // streams ended by a failed or timed-out write
+	Rejected    atomic.Uint64 // requests answered 400
+}
+
+// ErrRunning is returned by a second concurrent Run.
+var ErrRunning = errors.New("sse: hub is already running")
+
+// fanoutBatch is how many records the hub reads and publishes at once.
+const fanoutBatch = 512
+
+// Hub fans the ring log out to streams. Create it with NewHub, run Run in
+// one goroutine, mount it at GET /events, and call Shutdown before (or
+// while) shutting the HTTP servers down: streams never go idle on their
+// own, so http.Server.Shutdown would otherwise wait for them in vain.
+type Hub struct {
+	log     *ringlog.Log
+	opt     Options
+	lg      *slog.Logger
+	m       *Metrics
+	running atomic.Bool
+	closing chan struct{} // closed when shutdown begins; every stream watches it
+
+	mu        sync.Mutex // protects everything below
+	published uint64     // highest seq handed to live fan-out
+	groups    map[string]*group
+	closed    bool          // closing is closed
+	streams   int           // streams being served
+	idle      chan struct{} // closed once closed and streams == 0
+}
+
+// NewHub returns a hub over log. Live fan-out starts with the records
+// appended after this call, once Run runs.
+func NewHub(log *ringlog.Log, opt Options) *Hub {
+	opt = opt.withDefaults()
+	return &Hub{
+		log:       log,
+		opt:       opt,
+		lg:        opt.Logger,
+		m:         opt.Metrics,
+		closing:   make(chan struct{}),
+		published: log.LastSeq(),
+		groups:    map[string]*group{},
+		idle:      make(chan struct{}),
+	}
+}
+
+// Run follows the log and fans each new record out to the matching
+// streams, encoding it once. It never blocks on a stream. It returns nil
+// when ctx ends, or an error when the log fails; either way every stream
+// is then ended as by Shutdown.
+func (h *Hub) Run(ctx context.Context) error {
+	if !h.running.CompareAndSwap(false, true) {
+		return ErrRunning
+	}
+	defer h.beginShutdown()
+	h.mu.Lock()
+	after := h.published
+	h.mu.Unlock()
+	var recs []ringlog.Record
+	var enc encoder
+	for {
+		notify := h.log.Notify()
+		var err error
+		recs, err = h.log.ReadAfter(recs[:0], after, fanoutBatch)
+		if err != nil {
+			return fmt.Errorf("sse: run: read after %d: %w", after, err)
+		}
+		if len(recs) == 0 {
+			select {
+			case <-notify:
+				continue
+			case <-ctx.Done():
+				return nil
+			}
+		}
+		after = recs[len(recs)-1].Seq
+		h.publish(enc.encode(recs))
+		clear(recs) // do not pin values until the next batch
+		if ctx.Err() != nil {
+			return nil
+		}
+	}
+}
+
+// encoder turns a batch of records into events whose frames share one
+// freshly allocated buffer (frames are shared with streams, so it is
+// never reused).
+type encoder struct {
+	ends []int
+}
+
+func (e *encoder) encode(recs []ringlog.Record) []event {
+	size := 0
+	for i := range recs {
+		size += 128 + 2*len(recs[i].Topic) + 2*len(recs[i].Value) + len(recs[i].Unit)
+	}
+	buf := make([]byte, 0, size)
+	e.ends = e.ends[:0]
+	for i := range recs {
+		buf = appendReading(buf, &recs[i])
+		e.ends = append(e.ends, len(buf))
+	}
+	evs := make([]event, len(recs))
+	start := 0
+	for i, end := range e.ends {
+		evs[i] = event{seq: recs[i].Seq, topic: recs[i].Topic, frame: buf[start:end:end]}
+		start = end
+	}
+	return evs
+}
+
+// publish hands evs to every matching attached stream.
+func (h *Hub) publish(evs []event) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for key, g := range h.groups {
+		g.deliver(evs)
+		if len(g.clients) == 0 {
+			delete(h.groups, key)
+		}
+	}
+	h.published = evs[len(evs)-1].seq
+	h.m.Published.Add(uint64(len(evs)))
+}
+
+// group is the attached streams that share one filter set, so that each
+// record is matched once per distinct filter set, not once per stream.
+type group struct {
+	filters topic.Set
+	clients []*client
+	matched []*event // scratch for deliver
+}
+
+// deliver pushes the matching events to every client of g and removes
+// the exact-mode clients that overflowed.
+func (g *group) deliver(evs []event) {
+	g.matched = g.matched[:0]
+	for i := range evs {
+		if g.filters.Match(evs[i].topic) {
+			g.matched = append(g.matched, &evs[i])
+		}
+	}
+	if len(g.matched) > 0 {
+		for i := len(g.clients) - 1; i >= 0; i-- {
+			if !g.clients[i].push(g.matched) {
+				g.remove(i)
+			}
+		}
+	}
+	clear(g.matched) // do not pin this batch's frames
+}
+
+func (g *group) remove(i int) {
+	last := len(g.clients) - 1
+	g.clients[i] = g.clients[last]
+	g.clients[last] = nil
+	g.clients = g.clients[:last]
+}
+
+// attach adds c to live fan-out if its cursor has reached what the hub
+// has published, atomically with respect to publish: from then on the hub
+// delivers every later record and none earlier. When it reports false the
+// stream must read more of the log first.
+func (h *Hub) attach(c *client, fresh bool) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	c.mu.Lock()
+	if fresh {
+		c.cursor = h.published
+	}
+	ok := c.cursor >= h.published
+	if ok {
+		c.detached = false
+	}
+	c.mu.Unlock()
+	if !ok {
+		return false
+	}
+	g := h.groups[c.p.key]
+	if g == nil {
+		g = &group{filters: c.p.filters}
+		h.groups[c.p.key] = g
+	}
+	g.clients = append(g.clients, c)
+	return true
+}
+
+// detach removes c from live fan-out, if it is there.
+func (h *Hub) detach(c *client) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	g := h.groups[c.p.key]
+	if g == nil {
+		return
+	}
+	for i, x := range g.clients {
+		if x == c {
+			g.remove(i)
+			break
+		}
+	}
+	if len(g.clients) == 0 {
+		delete(h.groups, c.p.key)
+	}
+}
+
+// enter counts a new stream, unless shutdown has begun.
+func (h *Hub) enter() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return false
+	}
+	h.streams++
+	return true
+}
+
+func (h *Hub) leave() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.streams--
+	if h.closed && h.streams == 0 {
+		close(h.idle)
+	}
+}
+
+// Clients is the number of streams being served.
+func (h *Hub) Clients() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.streams
+}
+
+func (h *Hub) beginShutdown() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return
+	}
+	h.closed = true
+	close(h.closing)
+	if h.streams == 0 {
+		close(h.idle)
+	}
+}
+
+// Shutdown refuses new streams (503), ends every stream with a jittered
+// retry hint, and waits for them to finish or ctx to end. Run keeps
+// running until its own context ends.
+func (h *Hub) Shutdown(ctx context.Context) error {
+	h.beginShutdown()
+	select {
+	case <-h.idle:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("sse: shutdown with %d streams still open: %w", h.Clients(), ctx.Err())
+	}
+}
