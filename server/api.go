@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/eddy-iot/eddy/ringlog"
+	"github.com/eddy-iot/eddy/sse"
 	"github.com/eddy-iot/eddy/topic"
 )
 
@@ -62,7 +63,7 @@ func (s *Server) handleSeries(w http.ResponseWriter, r *http.Request) {
 		if i > 0 {
 			buf = append(buf, ',')
 		}
-		buf = appendRecordJSON(buf, &latest[i])
+		buf = sse.AppendRecordJSON(buf, &latest[i])
 	}
 	buf = append(buf, ']', '\n')
 	w.Header().Set("Content-Type", "application/json")
@@ -152,7 +153,7 @@ func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request) {
 			bw.WriteString(sep)
 		}
 		n++
-		buf = appendRecordJSON(buf[:0], &rec)
+		buf = sse.AppendRecordJSON(buf[:0], &rec)
 		_, err := bw.Write(buf)
 		return err
 	})

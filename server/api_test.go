@@ -45,7 +45,7 @@ func TestSeriesLatestPerTopic(t *testing.T) {
 			want := []reading{
 				{Topic: "raw/blob", ValueB64: "/wAB"},
 				{Topic: "sensors/door", Value: json.RawMessage(`"open\n\"now\""`)},
-				{Topic: "sensors/obj", Value: json.RawMessage(`{"a":[1,2]}`)},
+				{Topic: "sensors/obj", Value: json.RawMessage(`{"a": [1, 2]}`)}, // as stored: ingest compacts
 				{Seq: last, Topic: "sensors/pump1/pressure", Value: json.RawMessage("2.31"), Unit: "bar", TS: "2026-11-23T17:00:01.123Z"},
 			}
 			if len(got) != len(want) {

@@ -22,14 +22,15 @@ func appendReading(dst []byte, r *ringlog.Record) []byte {
 	dst = append(dst, "id: "...)
 	dst = strconv.AppendUint(dst, r.Seq, 10)
 	dst = append(dst, "\nevent: reading\ndata: "...)
-	dst = appendReadingJSON(dst, r)
+	dst = AppendRecordJSON(dst, r)
 	return append(dst, "\n\n"...)
 }
 
-// appendReadingJSON appends the JSON object of a reading. It is built by
-// hand: this runs once per record on the hot path, and the envelope is
-// fixed.
-func appendReadingJSON(dst []byte, r *ringlog.Record) []byte {
+// AppendRecordJSON appends the JSON object of a reading, the data of a
+// `reading` event; /api/series and /api/history use it too, so a record
+// reads the same everywhere. It is built by hand: this runs once per
+// record on the hot path, and the envelope is fixed.
+func AppendRecordJSON(dst []byte, r *ringlog.Record) []byte {
 	dst = append(dst, `{"seq":`...)
 	dst = strconv.AppendUint(dst, r.Seq, 10)
 	dst = append(dst, `,"topic":`...)

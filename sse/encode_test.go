@@ -52,7 +52,7 @@ func TestEncodeValues(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r := ringlog.Record{Seq: 1, Time: ts, Topic: "a/b", Kind: tt.kind, Value: []byte(tt.value), Unit: tt.unit}
 			want := `{"seq":1,"topic":"a/b","ts":"2026-01-02T03:04:05.006Z"` + tt.want
-			got := string(appendReadingJSON(nil, &r))
+			got := string(AppendRecordJSON(nil, &r))
 			if got != want {
 				t.Fatalf("got  %s\nwant %s", got, want)
 			}
@@ -132,7 +132,7 @@ func FuzzEncode(f *testing.F) {
 		if ev.typ != "reading" || ev.lastID != strconv.FormatUint(seq, 10) || !ev.hasID {
 			t.Fatalf("event %+v", ev)
 		}
-		wantData := string(appendReadingJSON(nil, &r))
+		wantData := string(AppendRecordJSON(nil, &r))
 		if ev.data != wantData {
 			t.Fatalf("data %q, want %q", ev.data, wantData)
 		}

@@ -29,7 +29,7 @@ const (
 type params struct {
 	filters  topic.Set
 	key      string        // the filters, sorted and joined: streams with equal keys share matching
-	mode     mode          //
+	mode     mode          // backpressure policy, ?mode=
 	interval time.Duration // minimum time between events of one topic; 0: no rate cap
 	resume   bool          // a Last-Event-ID was given
 	lastID   uint64
