@@ -61,6 +61,7 @@ type MQTTStats struct {
 	Received        uint64 // PUBLISH packets handled
 	Duplicates      uint64 // of those, redeliveries (DUP flag set)
 	Stored          uint64 // records appended to the ring log
+	StoredBytes     uint64 // bytes of topic and value those records hold
 	Acked           uint64 // QoS 1/2 messages acknowledged
 	NotAcked        uint64 // QoS 1/2 messages left to the broker to redeliver
 	Oversized       uint64 // refused: payload larger than max_payload
@@ -79,6 +80,7 @@ type counters struct {
 	connected                                atomic.Bool
 	connects, connectErrors, lost, subErrors atomic.Uint64
 	received, dups, stored, acked, notAcked  atomic.Uint64
+	storedBytes                              atomic.Uint64
 	oversized, badTopic, topicsRefused       atomic.Uint64
 	appendErrors, retainedSkipped            atomic.Uint64
 	unsubscribed                             atomic.Uint64
@@ -387,7 +389,7 @@ func (m *MQTT) Stats() MQTTStats {
 		Broker: m.cfg.Broker, ClientID: m.cfg.ClientID,
 		Connected: s.connected.Load(), Connects: s.connects.Load(), ConnectErrors: s.connectErrors.Load(),
 		ConnectionsLost: s.lost.Load(), SubscribeErrors: s.subErrors.Load(),
-		Received: s.received.Load(), Duplicates: s.dups.Load(), Stored: s.stored.Load(),
+		Received: s.received.Load(), Duplicates: s.dups.Load(), Stored: s.stored.Load(), StoredBytes: s.storedBytes.Load(),
 		Acked: s.acked.Load(), NotAcked: s.notAcked.Load(),
 		Oversized: s.oversized.Load(), BadTopic: s.badTopic.Load(), TopicsRefused: s.topicsRefused.Load(),
 		AppendErrors: s.appendErrors.Load(), RetainedSkipped: s.retainedSkipped.Load(), Unsubscribed: s.unsubscribed.Load(), Topics: n, AckWaiting: int(s.waiting.Load()), EarlySyncs: s.earlySyncs.Load(),

@@ -80,6 +80,7 @@ func (m *MQTT) store(msg paho.Message) (uint64, bool) {
 			// Not durable yet is decided by WaitDurable in the acker:
 			// the writer keeps retrying pending records.
 			m.stats.stored.Add(1)
+			m.stats.storedBytes.Add(uint64(len(r.Topic) + len(r.Value)))
 			last = seq
 		case errors.Is(err, ringlog.ErrClosed):
 			return last, false

@@ -62,6 +62,13 @@ func TestMQTTPayloadKinds(t *testing.T) {
 	if s := m.Stats(); s.Received != uint64(len(tests)) || s.Stored != uint64(len(tests)) || s.Topics != len(tests) {
 		t.Errorf("stats = %+v", s)
 	}
+	var bytes uint64
+	for _, r := range recs {
+		bytes += uint64(len(r.Topic) + len(r.Value))
+	}
+	if s := m.Stats(); s.StoredBytes != bytes {
+		t.Errorf("StoredBytes = %d, want %d", s.StoredBytes, bytes)
+	}
 }
 
 func TestMQTTFieldMapping(t *testing.T) {

@@ -47,6 +47,7 @@ type SensorHealth struct {
 	Reads        uint64 // reads attempted
 	Errors       uint64 // reads that returned an error (partial or total)
 	Records      uint64 // readings appended to the log
+	Bytes        uint64 // bytes of topic and value those readings hold
 	Skipped      uint64 // readings not stored: NaN or ±Inf (not JSON), or an unusable name
 	AppendErrors uint64 // appends the ring log refused or could not make durable
 
@@ -247,7 +248,7 @@ func (l *sensorLoop) poll(ctx context.Context) time.Duration {
 	if err != nil && ctx.Err() != nil {
 		return 0 // shutting down: not a sensor failure
 	}
-	stored, skipped, appendErrs := l.store(rs)
+	stored, skipped, appendErrs, bytes := l.store(rs)
 	if err != nil && len(rs) == 0 {
 		l.failures++
 	} else {
@@ -259,6 +260,7 @@ func (l *sensorLoop) poll(ctx context.Context) time.Duration {
 	h := &l.health
 	h.Reads++
 	h.Records += uint64(stored)
+	h.Bytes += uint64(bytes)
 	h.Skipped += uint64(skipped)
 	h.AppendErrors += uint64(appendErrs)
 	h.Up = err == nil
@@ -297,8 +299,9 @@ func (l *sensorLoop) retryDelay() time.Duration {
 }
 
 // store appends each reading; it returns how many were stored, skipped
-// (not representable) and refused by the log.
-func (l *sensorLoop) store(rs []sensors.Reading) (stored, skipped, appendErrs int) {
+// (not representable) and refused by the log, and the bytes stored
+// (topic and value).
+func (l *sensorLoop) store(rs []sensors.Reading) (stored, skipped, appendErrs, bytes int) {
 	for _, r := range rs {
 		name := l.cfg.Name + "/" + r.Quantity
 		if math.IsNaN(r.Value) || math.IsInf(r.Value, 0) || topic.ValidName(name) != nil || len(r.Unit) > ringlog.MaxUnitLen {
@@ -313,11 +316,12 @@ func (l *sensorLoop) store(rs []sensors.Reading) (stored, skipped, appendErrs in
 			Value: strconv.AppendFloat(nil, r.Value, 'g', -1, 64)}
 		if l.appendRecord(rec) {
 			stored++
+			bytes += len(rec.Topic) + len(rec.Value)
 		} else {
 			appendErrs++
 		}
 	}
-	return stored, skipped, appendErrs
+	return stored, skipped, appendErrs, bytes
 }
 
 // appendRecord stores rec and reports whether it was accepted. A record that is

@@ -390,7 +390,7 @@ func TestSensorsPartialAndSkipped(t *testing.T) {
 		if h[0].Up || h[0].Records != 2 || h[0].Retry != time.Second {
 			t.Errorf("ds18b20 health %+v: partial reads are errors but not backed off", h[0])
 		}
-		if !h[1].Up || h[1].Skipped != 1 || h[1].Records != 1 {
+		if !h[1].Up || h[1].Skipped != 1 || h[1].Records != 1 || h[1].Bytes != uint64(len("adc/pressure")+len("3.87")) {
 			t.Errorf("adc health %+v: want 1 skipped (Inf), 1 stored", h[1])
 		}
 		if err := bus.Close(); err != nil {

@@ -42,6 +42,7 @@ var sensorCounters = map[string]struct {
 	"reads_total":         {"Sensor reads attempted.", func(h ingest.SensorHealth) uint64 { return h.Reads }},
 	"errors_total":        {"Sensor reads that failed.", func(h ingest.SensorHealth) uint64 { return h.Errors }},
 	"records_total":       {"Readings appended to the ring log.", func(h ingest.SensorHealth) uint64 { return h.Records }},
+	"bytes_total":         {"Bytes of topic and value appended to the ring log.", func(h ingest.SensorHealth) uint64 { return h.Bytes }},
 	"skipped_total":       {"Readings not stored (NaN, Inf, bad name).", func(h ingest.SensorHealth) uint64 { return h.Skipped }},
 	"append_errors_total": {"Readings the ring log refused.", func(h ingest.SensorHealth) uint64 { return h.AppendErrors }},
 }

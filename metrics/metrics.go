@@ -78,8 +78,28 @@ func RegisterLog(reg prometheus.Registerer, l *ringlog.Log) {
 	)
 }
 
-// RegisterHub exports the stream hub's counters and client gauge.
+// LagObserver returns an sse.Options.ObserveLag hook: a histogram of the
+// time from a record's observation to its fan-out to streams.
+func LagObserver(reg prometheus.Registerer) func(time.Duration) {
+	h := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: ns, Subsystem: "stream", Name: "fanout_lag_seconds",
+		Help:    "Time from a record's observation (its ts) to its fan-out to live streams.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+	})
+	reg.MustRegister(h)
+	return func(d time.Duration) { h.Observe(d.Seconds()) }
+}
+
+// RegisterHub exports the stream hub's counters and client gauges.
 func RegisterHub(reg prometheus.Registerer, h *sse.Hub, m *sse.Metrics) {
+	byKind := prometheus.NewDesc(ns+"_stream_clients_by_kind", "Open SSE streams by protocol (h1, h2, h3) and mode (downsample, exact, rate).", []string{"proto", "mode"}, nil)
+	reg.MustRegister(collectorFunc{desc: byKind, collect: func(ch chan<- prometheus.Metric) {
+		for p, proto := range sse.StreamProtos {
+			for k, mode := range sse.StreamModes {
+				ch <- prometheus.MustNewConstMetric(byKind, prometheus.GaugeValue, float64(m.Streams[p][k].Load()), proto, mode)
+			}
+		}
+	}})
 	counter := func(name, help string, f func() uint64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Subsystem: "stream", Name: name, Help: help},
 			func() float64 { return float64(f()) })
@@ -97,3 +117,12 @@ func RegisterHub(reg prometheus.Registerer, h *sse.Hub, m *sse.Metrics) {
 		counter("rejected_total", "Stream requests answered 400.", m.Rejected.Load),
 	)
 }
+
+// collectorFunc is a collector of one metric family computed at scrape time.
+type collectorFunc struct {
+	desc    *prometheus.Desc
+	collect func(chan<- prometheus.Metric)
+}
+
+func (c collectorFunc) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+func (c collectorFunc) Collect(ch chan<- prometheus.Metric) { c.collect(ch) }

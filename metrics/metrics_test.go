@@ -32,6 +32,7 @@ func TestLogAndHubMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	hm.Gaps.Add(2)
+	hm.Streams[2][1].Add(3) // h3, exact
 	want := `
 # HELP eddy_ringlog_appended_total Records appended.
 # TYPE eddy_ringlog_appended_total counter
@@ -48,6 +49,22 @@ eddy_stream_clients 0
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
 		"eddy_ringlog_appended_total", "eddy_ringlog_records", "eddy_stream_gaps_total", "eddy_stream_clients"); err != nil {
+		t.Error(err)
+	}
+	byKind := `
+# HELP eddy_stream_clients_by_kind Open SSE streams by protocol (h1, h2, h3) and mode (downsample, exact, rate).
+# TYPE eddy_stream_clients_by_kind gauge
+eddy_stream_clients_by_kind{mode="downsample",proto="h1"} 0
+eddy_stream_clients_by_kind{mode="downsample",proto="h2"} 0
+eddy_stream_clients_by_kind{mode="downsample",proto="h3"} 0
+eddy_stream_clients_by_kind{mode="exact",proto="h1"} 0
+eddy_stream_clients_by_kind{mode="exact",proto="h2"} 0
+eddy_stream_clients_by_kind{mode="exact",proto="h3"} 3
+eddy_stream_clients_by_kind{mode="rate",proto="h1"} 0
+eddy_stream_clients_by_kind{mode="rate",proto="h2"} 0
+eddy_stream_clients_by_kind{mode="rate",proto="h3"} 0
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(byKind), "eddy_stream_clients_by_kind"); err != nil {
 		t.Error(err)
 	}
 	if n, err := testutil.GatherAndCount(reg, "eddy_ringlog_commit_seconds"); err != nil || n != 1 {

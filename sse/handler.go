@@ -54,6 +54,9 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer h.leave()
+	kind := &h.m.Streams[protoIndex(r.ProtoMajor)][p.modeIndex()]
+	kind.Add(1)
+	defer kind.Add(-1)
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/event-stream")
 	hdr.Set("Cache-Control", "no-cache")
@@ -68,6 +71,11 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		h.lg.Debug("sse: stream ended", "remote", r.RemoteAddr, "err", err)
 	}
+}
+
+// protoIndex maps HTTP/1.x, 2 and 3 to StreamProtos.
+func protoIndex(major int) int {
+	return min(max(major, 1), 3) - 1
 }
 
 // stream is one response being written. Its methods run on the handler's

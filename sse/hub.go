@@ -21,6 +21,10 @@ type Options struct {
 	Retry        time.Duration // reconnect hint; at shutdown 1x to 3x this, jittered; default 2s
 	Logger       *slog.Logger  // default: discard
 	Metrics      *Metrics      // counters the hub updates; nil: kept internally, unexported
+	// ObserveLag, when set, is called for every record the hub fans out
+	// with the time from its observation to the fan-out (for a latency
+	// histogram); it must be cheap and must not block.
+	ObserveLag func(time.Duration)
 }
 
 func (o Options) withDefaults() Options {
@@ -57,7 +61,16 @@ type Metrics struct {
 	Detached    atomic.Uint64 // times an exact-mode stream fell behind and switched to the log
 	WriteErrors atomic.Uint64 // streams ended by a failed or timed-out write
 	Rejected    atomic.Uint64 // requests answered 400
+	// Streams counts the open streams by protocol (StreamProtos) and mode
+	// (StreamModes).
+	Streams [3][3]atomic.Int64
 }
+
+// StreamProtos and StreamModes name the indexes of Metrics.Streams.
+var (
+	StreamProtos = [3]string{"h1", "h2", "h3"}
+	StreamModes  = [3]string{"downsample", "exact", "rate"}
+)
 
 // ErrRunning is returned by a second concurrent Run.
 var ErrRunning = errors.New("sse: hub is already running")
@@ -131,6 +144,12 @@ func (h *Hub) Run(ctx context.Context) error {
 			}
 		}
 		after = recs[len(recs)-1].Seq
+		if h.opt.ObserveLag != nil {
+			now := time.Now()
+			for i := range recs {
+				h.opt.ObserveLag(now.Sub(recs[i].Time))
+			}
+		}
 		h.publish(enc.encode(recs))
 		clear(recs) // do not pin values until the next batch
 		if ctx.Err() != nil {

@@ -82,6 +82,14 @@ func parseFilters(raw []string) (topic.Set, string, error) {
 	return set, strings.Join(names, "\x00"), nil
 }
 
+// modeIndex maps the stream's policy to StreamModes.
+func (p params) modeIndex() int {
+	if p.interval > 0 {
+		return 2
+	}
+	return int(p.mode)
+}
+
 func parseMode(s string) (mode, error) {
 	switch s {
 	case "", "downsample":

@@ -300,7 +300,10 @@ func TestE2EKillRestartTail(t *testing.T) {
 	// Publish only once both tails are subscribed: a tail without
 	// --last-event-id starts live.
 	client := httpsClient(t, dataDir)
-	waitUntil(t, 30*time.Second, "both tails connected", func() bool { return metricValue(client, base, "eddy_stream_clients") >= 2 })
+	waitUntil(t, 30*time.Second, "both tails connected", func() bool {
+		return metricValue(client, base, `eddy_stream_clients_by_kind{mode="exact",proto="h2"}`) == 1 &&
+			metricValue(client, base, `eddy_stream_clients_by_kind{mode="exact",proto="h3"}`) == 1
+	})
 
 	pub := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(fmt.Sprintf("tcp://127.0.0.1:%d", brokerPort)).SetClientID("e2e-pub").SetAutoReconnect(true))
 	if tok := pub.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
@@ -545,4 +548,107 @@ func TestE2EBadConfig(t *testing.T) {
 	if want := "eddy.toml:2: storage.max_bytes"; !strings.Contains(string(out), want) {
 		t.Errorf("output %q does not name %q", out, want)
 	}
+}
+
+// TestE2ESystemdNotify runs eddy as systemd would (NOTIFY_SOCKET,
+// WATCHDOG_USEC) and reads what it reports: READY=1 once listening,
+// WATCHDOG=1 while healthy, STOPPING=1 on SIGTERM.
+func TestE2ESystemdNotify(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	msgs := make(chan string, 100)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, _, err := conn.ReadFromUnix(buf)
+			if err != nil {
+				close(msgs)
+				return
+			}
+			msgs <- string(buf[:n])
+		}
+	}()
+	port := freePort(t)
+	cmd := exec.Command(eddyBin, "run", "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--data", filepath.Join(dir, "data"))
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock, "WATCHDOG_USEC=400000")
+	var stderr bytes.Buffer
+	cmd.Stderr = &syncWriter{w: &stderr}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	expect := func(want string) time.Time {
+		t.Helper()
+		deadline := time.After(20 * time.Second)
+		for {
+			select {
+			case m := <-msgs:
+				if strings.Contains(m, want) {
+					return time.Now()
+				}
+			case <-deadline:
+				t.Fatalf("no %s from eddy; stderr:\n%s", want, stderr.String())
+			}
+		}
+	}
+	expect("READY=1")
+	// READY comes after the listeners are bound: /healthz answers now.
+	resp, err := httpsClient(t, filepath.Join(dir, "data")).Get(fmt.Sprintf("https://127.0.0.1:%d/healthz", port))
+	if err != nil {
+		t.Fatalf("READY before listening: %v", err)
+	}
+	resp.Body.Close()
+	expect("WATCHDOG=1")
+	expect("WATCHDOG=1")
+	cmd.Process.Signal(syscall.SIGTERM)
+	expect("STOPPING=1")
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("exit after SIGTERM: %v", err)
+	}
+}
+
+// TestE2EReloadTokens: SIGHUP swaps the tokens without dropping a stream.
+func TestE2EReloadTokens(t *testing.T) {
+	dir := t.TempDir()
+	port := freePort(t)
+	base := fmt.Sprintf("https://127.0.0.1:%d", port)
+	dataDir := filepath.Join(dir, "data")
+	cfgPath := filepath.Join(dir, "eddy.toml")
+	write := func(token string) {
+		cfg := fmt.Sprintf("[server]\nlisten = \"127.0.0.1:%d\"\n[storage]\ndir = %q\n[auth]\ntokens = [%q]\n[stream]\nheartbeat = \"200ms\"\n[[sensor]]\nkind = \"system\"\ninterval = \"100ms\"\n", port, dataDir, token)
+		if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	oldTok, newTok := "old-token-0123456789abcdef", "new-token-0123456789abcdef"
+	write(oldTok)
+	d := startEddy(t, "--config", cfgPath)
+	waitHealthy(t, d, base, dataDir)
+	client := httpsClient(t, dataDir)
+	status := func(tok string) int {
+		req, _ := http.NewRequest(http.MethodGet, base+"/api/series", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	// A stream opened with the old token stays up across the reload.
+	tail := startTail(t, base, "--ca", filepath.Join(dataDir, "tls", "ca.pem"), "--token", oldTok, "--topic", "system/#")
+	waitUntil(t, 20*time.Second, "the tail to print", func() bool { return len(tail.snapshot()) > 0 })
+	write(newTok)
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	waitUntil(t, 10*time.Second, "the new token to work", func() bool { return status(newTok) == http.StatusOK })
+	if s := status(oldTok); s != http.StatusUnauthorized {
+		t.Errorf("old token after reload: %d, want 401", s)
+	}
+	n := len(tail.snapshot())
+	waitUntil(t, 10*time.Second, "the open stream to keep delivering", func() bool { return len(tail.snapshot()) > n+5 })
 }

@@ -124,6 +124,7 @@ func run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hup <-cha
 		WriteTimeout: cfg.Stream.WriteTimeout.Duration,
 		Logger:       logger.With("component", "sse"),
 		Metrics:      hubMetrics,
+		ObserveLag:   metrics.LagObserver(reg),
 	})
 	metrics.RegisterHub(reg, d.hub, hubMetrics)
 	hubCtx, stopHub := context.WithCancel(context.Background())
