@@ -54,6 +54,10 @@ type Options struct {
 	ConnContext func(ctx context.Context, conn any) context.Context
 	// Tokens are the accepted bearer tokens; replace them with SetTokens.
 	Tokens []string
+	// StatelessResetKey lets a restarted server reset its previous run's
+	// QUIC connections at once; derive it from a persistent secret (the
+	// device key). Nil: no stateless resets.
+	StatelessResetKey *quic.StatelessResetKey
 	// SessionKey signs session cookies; default: random per process (a
 	// restart logs dashboards out).
 	SessionKey []byte
@@ -124,6 +128,8 @@ type Server struct {
 
 	h2 *http.Server
 	h3 *http3.Server // nil when HTTP/3 is off
+	// transports own the QUIC state on each UDP socket; closed at shutdown.
+	transports []*quic.Transport
 
 	stopping atomic.Bool // set by Shutdown; /healthz answers 503
 
@@ -235,9 +241,27 @@ func (s *Server) Start() error {
 		s.goServe("h2", ln.Addr(), func() error { return s.h2.ServeTLS(ln, "", "") })
 	}
 	for _, pc := range udp {
-		s.goServe("h3", pc.LocalAddr(), func() error { return s.h3.Serve(pc) })
+		ln, err := s.listenQUIC(pc)
+		if err != nil {
+			return err
+		}
+		s.goServe("h3", pc.LocalAddr(), func() error { return s.h3.ServeListener(ln) })
 	}
 	return nil
+}
+
+// listenQUIC opens the QUIC listener on pc. With a StatelessResetKey that
+// survives restarts, a restarted eddy answers packets of connections its
+// previous run had with a stateless reset, so clients reconnect at once
+// instead of waiting for their idle timeout.
+func (s *Server) listenQUIC(pc net.PacketConn) (*quic.EarlyListener, error) {
+	tr := &quic.Transport{Conn: pc, StatelessResetKey: s.opt.StatelessResetKey}
+	ln, err := tr.ListenEarly(http3.ConfigureTLSConfig(s.h3.TLSConfig), s.h3.QUICConfig)
+	if err != nil {
+		return nil, fmt.Errorf("server: listen quic on %s: %w", pc.LocalAddr(), err)
+	}
+	s.transports = append(s.transports, tr)
+	return ln, nil
 }
 
 func (s *Server) goServe(proto string, addr net.Addr, serve func() error) {
@@ -304,8 +328,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	wg.Wait()
 	s.mu.Lock()
+	for _, tr := range s.transports {
+		tr.Close()
+	}
 	for _, pc := range s.udp {
-		pc.Close() // http3.Server.Serve does not close what it was given
+		pc.Close() // http3.Server does not close what it was given
 	}
 	s.mu.Unlock()
 	s.wg.Wait()

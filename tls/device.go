@@ -1,6 +1,8 @@
 package tls
 
 import (
+	"crypto/hkdf"
+	"crypto/sha256"
 	stdtls "crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -223,4 +225,20 @@ func interfaceAddrs() ([]net.IP, error) {
 // (ALPN h3). http3.Server.Serve does this itself; use it with ServeListener.
 func (d *Device) HTTP3Config() *stdtls.Config {
 	return http3.ConfigureTLSConfig(d.ServerConfig())
+}
+
+// Secret derives n bytes for purpose from the device's private key
+// (HKDF-SHA256), so that secrets which must survive restarts (QUIC
+// stateless-reset keys, session-cookie keys) need no file of their own and
+// change when the key does.
+func (d *Device) Secret(purpose string, n int) ([]byte, error) {
+	der, err := x509.MarshalPKCS8PrivateKey(d.Certificate().PrivateKey)
+	if err != nil {
+		return nil, fmt.Errorf("tls: derive %s: %w", purpose, err)
+	}
+	out, err := hkdf.Key(sha256.New, der, nil, "eddy "+purpose, n)
+	if err != nil {
+		return nil, fmt.Errorf("tls: derive %s: %w", purpose, err)
+	}
+	return out, nil
 }

@@ -264,3 +264,31 @@ func FuzzParseFingerprint(f *testing.F) {
 		}
 	})
 }
+
+func TestSecretStableAcrossLoads(t *testing.T) {
+	dir := t.TempDir()
+	d1, err := Load(Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := d1.Secret("quic stateless reset", 32)
+	if err != nil || len(a) != 32 {
+		t.Fatalf("Secret: %x, %v", a, err)
+	}
+	d2, err := Load(Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := d2.Secret("quic stateless reset", 32)
+	c, _ := d2.Secret("session cookie", 32)
+	if string(a) != string(b) {
+		t.Error("the same key and purpose gave different secrets across loads")
+	}
+	if string(a) == string(c) {
+		t.Error("different purposes gave the same secret")
+	}
+	other, _ := Load(Options{Dir: t.TempDir()})
+	if o, _ := other.Secret("quic stateless reset", 32); string(o) == string(a) {
+		t.Error("two devices derived the same secret")
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/quic-go/quic-go"
 
 	"github.com/eddy-iot/eddy/config"
 	"github.com/eddy-iot/eddy/metrics"
@@ -133,6 +134,10 @@ func run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hup <-cha
 	go func() { defer close(hubDone); hubErr = d.hub.Run(hubCtx) }()
 	defer func() { stopHub(); <-hubDone }()
 
+	resetKey, sessionKey, err := deviceSecrets(dev)
+	if err != nil {
+		return err
+	}
 	d.srv, err = server.New(server.Options{
 		Listen:            cfg.Server.Listen,
 		HTTP3:             cfg.Server.HTTP3,
@@ -140,6 +145,8 @@ func run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hup <-cha
 		Log:               d.log,
 		Events:            d.hub,
 		Tokens:            tokens,
+		StatelessResetKey: resetKey,
+		SessionKey:        sessionKey,
 		MaxStreamsPerHost: cfg.Server.MaxStreamsPerHost,
 		Health:            d.health(hubDone, &hubErr),
 		Logger:            logger.With("component", "server"),
@@ -187,6 +194,23 @@ func (d *daemon) serve(ctx context.Context, hup <-chan os.Signal, reload func() 
 			d.refreshCert()
 		}
 	}
+}
+
+// deviceSecrets derives from the device key the secrets that must survive
+// a restart: the QUIC stateless-reset key (so HTTP/3 clients of the
+// previous run reconnect at once) and the session-cookie key (so a
+// restart does not log dashboards out).
+func deviceSecrets(dev *devtls.Device) (*quic.StatelessResetKey, []byte, error) {
+	rk, err := dev.Secret("quic stateless reset", len(quic.StatelessResetKey{}))
+	if err != nil {
+		return nil, nil, err
+	}
+	sk, err := dev.Secret("session cookie", 32)
+	if err != nil {
+		return nil, nil, err
+	}
+	key := quic.StatelessResetKey(rk)
+	return &key, sk, nil
 }
 
 // refreshCert renews the generated leaf certificate when the addresses

@@ -134,7 +134,7 @@ func newTailer(f tailFlags, stdout, stderr io.Writer) (*tailer, error) {
 		// Keep-alives and a short idle timeout notice a device that died
 		// without a word (QUIC runs over UDP: no RST tells us).
 		tr := &http3.Transport{TLSClientConfig: tc, QUICConfig: &quic.Config{
-			MaxIdleTimeout: 10 * time.Second, KeepAlivePeriod: 3 * time.Second,
+			MaxIdleTimeout: 6 * time.Second, KeepAlivePeriod: 2 * time.Second,
 		}}
 		t.client = &http.Client{Transport: tr}
 		t.closer = func() { tr.Close() }
