@@ -55,14 +55,20 @@ cross:
 # bench runs the benchmarks behind BENCHMARKS.md (several minutes).
 bench:
 	mkdir -p .bench
-	EDDY_BENCH_DIR=$(CURDIR)/.bench $(GO) test -run '^$$' -bench . -count 5 -timeout 30m ./ringlog/ | tee bench-ringlog.txt
+	EDDY_BENCH_DIR=$(CURDIR)/.bench $(GO) test -run '^$$' -bench 'Append|Resume|History|Churn' -count 5 -timeout 30m ./ringlog/ | tee bench-ringlog.txt
 	EDDY_BENCH_DIR=$(CURDIR)/.bench $(GO) test -run '^$$' -bench WriteAmplification -benchtime 1x -count 3 ./ringlog/ | tee -a bench-ringlog.txt
+	$(GO) test -run '^$$' -bench 'Encode|Fanout' -benchtime 2s -count 3 ./sse/ | tee bench-sse.txt
+	$(GO) test -run '^$$' -bench StreamHTTP2 -benchtime 4000x -count 3 ./sse/ | tee -a bench-sse.txt
 
-# fuzz runs every fuzz target briefly.
+# fuzz runs every fuzz target for FUZZTIME each.
+FUZZTIME ?= 30s
+FUZZ_TARGETS := ringlog:FuzzDecodeRecord config:FuzzParse topic:FuzzParseFilter \
+	sse:FuzzEncode sse:FuzzLastEventID sse:FuzzParseParams sse:FuzzAppendTime sse:FuzzIsNumber \
+	server:FuzzSessionCookie server:FuzzAuthHeaders ingest:FuzzDecodePayload tls:FuzzParseFingerprint \
+	sensors:FuzzParseW1Slave sensors:FuzzParseCPU sensors:FuzzProcParsers
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzDecodeRecord -fuzztime 30s ./ringlog/
-	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./config/
-	$(GO) test -run '^$$' -fuzz FuzzParseFilter -fuzztime 30s ./topic/
+	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t#*:}; \
+	  echo "== $$pkg $$fn"; $(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) ./$$pkg/ || exit 1; done
 
 clean:
 	rm -rf eddy dist .bench

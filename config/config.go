@@ -15,10 +15,14 @@ import (
 // DefaultPath is where eddy looks for its configuration when --config is not given.
 const DefaultPath = "/etc/eddy/eddy.toml"
 
-// MaxBytes32 is the largest storage.max_bytes accepted on 32-bit platforms:
-// bbolt cannot map more than about 2 GB there and file growth fails near
-// 1,989 MiB, so the bound (plus the log's slack) must stay well below it.
-const MaxBytes32 = Size(1536 << 20)
+// MaxBytes32 is the largest storage.max_bytes accepted on 32-bit platforms.
+// bbolt cannot map more than about 2 GB there (file growth fails near
+// 1,989 MiB), and it maps in powers of two up to 1 GiB, then in 1 GiB
+// steps: a file just over 1 GiB needs a 2 GiB mapping, which a 32-bit
+// process (3 GiB of address space, fragmented) rarely gets. The ring log's
+// file stays within a few percent of max_bytes, so 768 MiB keeps it under
+// the 1 GiB mapping with room to spare.
+const MaxBytes32 = Size(768 << 20)
 
 // Config is the whole configuration of one eddy daemon.
 type Config struct {
