@@ -2,7 +2,8 @@
 SHELL := /bin/bash
 GO ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -s -w -X main.version=$(VERSION)
+COMMIT ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)
+LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 # Debian packages the tests need (real brokers, clients, emulators).
 DEB_DEPS := mosquitto curl qemu-user
 
@@ -65,7 +66,7 @@ FUZZTIME ?= 30s
 FUZZ_TARGETS := ringlog:FuzzDecodeRecord config:FuzzParse topic:FuzzParseFilter \
 	sse:FuzzEncode sse:FuzzLastEventID sse:FuzzParseParams sse:FuzzAppendTime sse:FuzzIsNumber \
 	server:FuzzSessionCookie server:FuzzAuthHeaders ingest:FuzzDecodePayload tls:FuzzParseFingerprint \
-	sensors:FuzzParseW1Slave sensors:FuzzParseCPU sensors:FuzzProcParsers
+	sensors:FuzzParseW1Slave sensors:FuzzParseCPU sensors:FuzzProcParsers cmd/eddy:FuzzReadEvents
 fuzz:
 	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t#*:}; \
 	  echo "== $$pkg $$fn"; $(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) ./$$pkg/ || exit 1; done

@@ -7,8 +7,13 @@ import (
 	"runtime/debug"
 )
 
-// version is set at build time: -ldflags "-X main.version=1.2.3".
-var version = "dev"
+// version and commit are set at build time:
+// -ldflags "-X main.version=1.2.3 -X main.commit=<sha>". Without them the
+// commit comes from the Go toolchain's VCS stamp, when it made one.
+var (
+	version = "dev"
+	commit  = ""
+)
 
 // buildInfo describes this binary.
 type buildInfo struct {
@@ -17,12 +22,14 @@ type buildInfo struct {
 }
 
 func readBuildInfo() buildInfo {
-	b := buildInfo{Version: version, GoVersion: runtime.Version(), GOOS: runtime.GOOS, GOARCH: runtime.GOARCH}
+	b := buildInfo{Version: version, Commit: commit, GoVersion: runtime.Version(), GOOS: runtime.GOOS, GOARCH: runtime.GOARCH}
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		for _, s := range bi.Settings {
 			switch s.Key {
 			case "vcs.revision":
-				b.Commit = s.Value
+				if b.Commit == "" {
+					b.Commit = s.Value
+				}
 			case "vcs.modified":
 				b.Modified = s.Value == "true"
 			case "GOARM":
