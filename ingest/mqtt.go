@@ -53,7 +53,7 @@ const (
 type MQTTStats struct {
 	Broker          string
 	ClientID        string
-	Connected       bool
+	Connected       bool   // connected and every subscription granted
 	Connects        uint64 // successful connections, the first included
 	ConnectErrors   uint64 // failed connection attempts
 	ConnectionsLost uint64
@@ -304,14 +304,15 @@ func (m *MQTT) session(ctx context.Context, client paho.Client) bool {
 		return false
 	}
 	m.stats.connects.Add(1)
-	m.stats.connected.Store(true)
-	defer m.stats.connected.Store(false)
-	m.logger.Info("mqtt connected")
 	if err := m.subscribe(ctx, client); err != nil {
 		m.limit.warn("subscribe", "mqtt subscribe failed; reconnecting", "err", err)
 		client.Disconnect(0)
 		return true
 	}
+	// Connected means subscribed too: from here on the broker delivers.
+	m.stats.connected.Store(true)
+	defer m.stats.connected.Store(false)
+	m.logger.Info("mqtt connected and subscribed")
 	select {
 	case err := <-m.lost:
 		m.stats.lost.Add(1)

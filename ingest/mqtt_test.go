@@ -240,6 +240,11 @@ func TestMQTTReconnectAfterBrokerRestart(t *testing.T) {
 
 	b1 := startBroker(t, addr)
 	waitConnected(t, m, 1)
+	// Connected is not yet subscribed: publish only once the broker has
+	// the subscription, or the message finds no subscriber.
+	waitFor(t, 10*time.Second, "subscription on the first broker", func() bool {
+		return len(b1.srv.Topics.Subscribers("r/1").Subscriptions) > 0
+	})
 	newPublisher(t, b1.url).publish("r/1", 1, []byte("1"))
 	waitRecords(t, l, 1)
 

@@ -105,8 +105,11 @@ func TestCrashSafety(t *testing.T) {
 				t.Fatalf("round %d: seq %d was reported durable but is lost (durable %d, oldest %d)", round, s, durable, l.Oldest())
 			}
 		}
-		last := recs[len(recs)-1].Seq
-		lostTotal += int(issued - min(last, issued))
+		last := uint64(0) // killed before anything was durable: all lost
+		if len(recs) > 0 {
+			last = recs[len(recs)-1].Seq
+		}
+		lostTotal += int(issued - min(max(last, first-1), issued))
 		keptTotal += len(recs)
 		if err := l.Close(); err != nil {
 			t.Fatal(err)

@@ -300,6 +300,8 @@ func TestE2EKillRestartTail(t *testing.T) {
 	// Publish only once both tails are subscribed: a tail without
 	// --last-event-id starts live.
 	client := httpsClient(t, dataDir)
+	mqttUp := fmt.Sprintf(`eddy_mqtt_connected{broker="tcp://127.0.0.1:%d",client_id="eddy-e2e"}`, brokerPort)
+	waitUntil(t, 30*time.Second, "eddy subscribed at the broker", func() bool { return metricValue(client, base, mqttUp) == 1 })
 	waitUntil(t, 30*time.Second, "both tails connected", func() bool {
 		return metricValue(client, base, `eddy_stream_clients_by_kind{mode="exact",proto="h2"}`) == 1 &&
 			metricValue(client, base, `eddy_stream_clients_by_kind{mode="exact",proto="h3"}`) == 1
