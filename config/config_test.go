@@ -90,6 +90,7 @@ func TestParseErrorsNameKeyAndLine(t *testing.T) {
 		{"[auth]\ntokens = [\"short\"]\n", "auth.tokens[0]", 2, "16"},
 		{"[[mqtt]]\nbroker = \"tcp://h:1883\"\ntopics = [\"a\"]\nqos = 3\n", "mqtt[0].qos", 4, "0, 1 or 2"},
 		{"[[sensor]]\nkind = \"laser\"\n", "sensor[0].kind", 2, "laser"},
+		{"[[mqtt]]\nbroker = \"tcp://h:1883\"\ntopics = [\"a\"]\nack_delay = \"2m\"\n", "mqtt[0].ack_delay", 4, "out of range"},
 		{"[[mqtt]]\nbroker = \"tcp://h:1883\"\ntopics = [\"a\"]\nclient_id = \"x\"\n[[mqtt]]\nbroker = \"tcp://h:1883\"\ntopics = [\"b\"]\nclient_id = \"x\"\n", "mqtt[1].client_id", 8, "used twice"},
 		{"[server\n", "", 1, "]"},
 	}

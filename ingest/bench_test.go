@@ -59,7 +59,9 @@ func BenchmarkMQTTIngest(b *testing.B) {
 
 func benchIngest(b *testing.B, url string, rate int) {
 	l := openLog(b, 100*time.Millisecond)
-	m, stop := runMQTT(b, testConfig(url, "eddy-bench", "bench/#"), l)
+	cfg := testConfig(url, "eddy-bench", "bench/#")
+	cfg.AckDelay = nil // the default, as a user gets it
+	m, stop := runMQTT(b, cfg, l)
 	defer stop()
 	waitConnected(b, m, 1)
 	base := newBaseline(b, url, b.N)

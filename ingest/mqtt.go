@@ -72,7 +72,7 @@ type MQTTStats struct {
 	Unsubscribed    uint64 // dropped: matching no configured topic (a stale session subscription)
 	Topics          int    // distinct topics stored by this client
 	AckWaiting      int    // messages waiting for durability before their ack
-	EarlySyncs      uint64 // ring log commits forced by ack_batch
+	EarlySyncs      uint64 // ring log commits forced by ack_batch or ack_delay
 }
 
 // counters are the live values behind MQTTStats.
@@ -91,8 +91,9 @@ type counters struct {
 // pending is a QoS 1/2 message on its way from the handler to the acker.
 type pending struct {
 	msg paho.Message
-	seq uint64 // last record appended for it; 0: nothing to wait for
-	ack bool   // false: leave it to the broker to redeliver
+	seq uint64    // last record appended for it; 0: nothing to wait for
+	ack bool      // false: leave it to the broker to redeliver
+	at  time.Time // when it was received, for ack_delay
 }
 
 // MQTT is a client of one broker that appends every message it receives

@@ -23,7 +23,7 @@ func (m *MQTT) handle(_ paho.Client, msg paho.Message) {
 	if msg.Duplicate() {
 		m.stats.dups.Add(1)
 	}
-	p := pending{msg: msg}
+	p := pending{msg: msg, at: time.Now()}
 	p.seq, p.ack = m.store(msg)
 	if msg.Qos() == 0 {
 		return // nothing to acknowledge
@@ -194,7 +194,7 @@ func (m *MQTT) acker(ctx context.Context) {
 func (m *MQTT) settle(ctx context.Context, p pending) {
 	defer m.stats.waiting.Add(-1)
 	if p.ack && p.seq > 0 {
-		if err := m.durable(ctx, p.seq); err != nil {
+		if err := m.durable(ctx, p.seq, p.at); err != nil {
 			// Dropped while the disk failed, or we are stopping: the
 			// broker keeps the message and delivers it again.
 			p.ack = false
@@ -210,15 +210,16 @@ func (m *MQTT) settle(ctx context.Context, p pending) {
 }
 
 // durable waits until seq is on disk. When ack_batch messages are
-// waiting, the broker's in-flight window is about to fill: it commits the
-// log at once rather than stall the broker's stream until the next group
-// commit. The handler cuts a wait short through m.kick when the batch fills.
-func (m *MQTT) durable(ctx context.Context, seq uint64) error {
+// waiting, or the message received at 'at' has waited ack_delay, the
+// broker's in-flight window may be filling: it commits the log at once
+// rather than stall the broker's stream until the next group commit. The
+// handler cuts a wait short through m.kick when the batch fills.
+func (m *MQTT) durable(ctx context.Context, seq uint64, at time.Time) error {
 	if done, err := m.probe(seq); done || err != nil {
 		return err
 	}
 	if !m.batchFull() {
-		if kicked, err := m.waitKickable(ctx, seq); !kicked {
+		if kicked, err := m.waitKickable(ctx, seq, at); !kicked {
 			return err
 		}
 	}
@@ -241,10 +242,15 @@ func (m *MQTT) probe(seq uint64) (bool, error) {
 }
 
 // waitKickable waits for seq to become durable through the periodic
-// commit, or until the handler kicks it because ack_batch messages wait.
-func (m *MQTT) waitKickable(ctx context.Context, seq uint64) (kicked bool, err error) {
+// commit, or until the handler kicks it because ack_batch messages wait,
+// or until the message has waited ack_delay.
+func (m *MQTT) waitKickable(ctx context.Context, seq uint64, at time.Time) (kicked bool, err error) {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if d := m.cfg.AckDelay.Duration; d > 0 {
+		t := time.AfterFunc(time.Until(at.Add(d)), cancel)
+		defer t.Stop()
+	}
 	m.kickMu.Lock()
 	m.kick = cancel
 	m.kickMu.Unlock()

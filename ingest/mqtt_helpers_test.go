@@ -123,6 +123,9 @@ func testConfig(url, clientID string, topics ...string) config.MQTT {
 		ClientID:     clientID,
 		Keepalive:    config.Duration{Duration: 5 * time.Second},
 		ReconnectMax: config.Duration{Duration: 300 * time.Millisecond},
+		// Off unless a test is about it: tests rely on acknowledgements
+		// waiting for the (long) sync interval.
+		AckDelay: &config.Duration{},
 	}
 }
 

@@ -295,6 +295,28 @@ func TestMQTTPersistentSession(t *testing.T) {
 	waitFor(t, 10*time.Second, "acks", func() bool { return m2.Stats().Acked == 3 })
 }
 
+// TestMQTTAckDelayCommitsEarly: with a sync interval that never passes
+// and no batch, a lone message is made durable and acknowledged once it
+// has waited ack_delay, so the broker's window never stays full.
+func TestMQTTAckDelayCommitsEarly(t *testing.T) {
+	b := startBroker(t, "127.0.0.1:0")
+	l := openLog(t, time.Hour)
+	cfg := testConfig(b.url, "eddy-delay", "k/#")
+	off := 0
+	cfg.AckBatch = &off
+	cfg.AckDelay = &config.Duration{Duration: 20 * time.Millisecond}
+	m, _ := runMQTT(t, cfg, l)
+	waitConnected(t, m, 1)
+	newPublisher(t, b.url).publish("k/v", 1, []byte("1"))
+	waitFor(t, 10*time.Second, "an ack after ack_delay", func() bool {
+		s := m.Stats()
+		return s.Acked == 1 && s.EarlySyncs == 1 && b.inflight("eddy-delay") == 0
+	})
+	if d := l.DurableSeq(); d < 1 {
+		t.Errorf("DurableSeq = %d after the ack, want >= 1", d)
+	}
+}
+
 // TestMQTTAckBatchCommitsEarly: with a sync interval that never passes,
 // ack_batch waiting messages make the log commit at once, so they are
 // acknowledged instead of stalling the broker's in-flight window.
