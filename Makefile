@@ -60,6 +60,9 @@ bench:
 	EDDY_BENCH_DIR=$(CURDIR)/.bench $(GO) test -run '^$$' -bench WriteAmplification -benchtime 1x -count 3 ./ringlog/ | tee -a bench-ringlog.txt
 	$(GO) test -run '^$$' -bench 'Encode|Fanout' -benchtime 2s -count 3 ./sse/ | tee bench-sse.txt
 	$(GO) test -run '^$$' -bench StreamHTTP2 -benchtime 4000x -count 3 ./sse/ | tee -a bench-sse.txt
+	$(GO) test -run '^$$' -bench BenchmarkMQTTIngest -benchtime 5000x -count 3 ./ingest/ | tee bench-mqtt.txt
+	$(GO) run ./cmd/eddy-load -scenario stream | tee bench-stream.txt
+	$(GO) run ./cmd/eddy-load -scenario ingest | tee bench-ingest.txt
 
 # fuzz runs every fuzz target for FUZZTIME each.
 FUZZTIME ?= 30s

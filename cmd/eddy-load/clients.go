@@ -1,0 +1,365 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
+
+	devtls "github.com/eddy-iot/eddy/tls"
+)
+
+// proto is how a group of streams reaches the server.
+type proto string
+
+const (
+	protoH2 proto = "h2" // net/http over TLS/TCP
+	protoH3 proto = "h3" // quic-go's http3.Transport over QUIC
+)
+
+// streamStats is what one SSE stream's reader saw. The reader goroutine
+// writes it; the counters are atomic and the histograms sit under mu so
+// that phases can take them while the stream runs.
+type streamStats struct {
+	proto    proto
+	events   atomic.Uint64 // reading events received
+	gaps     atomic.Uint64 // gap events received
+	jumps    atomic.Uint64 // readings whose seq was not the previous seq + 1
+	disorder atomic.Uint64 // readings whose seq was not above the previous one
+	lastSeq  atomic.Uint64
+	lastRecv atomic.Int64 // unix ns when the last reading arrived
+
+	mu  sync.Mutex // protects pub and app
+	pub *hist      // publish (payload) -> receive
+	app *hist      // record ts (eddy's receipt, ms precision) -> receive
+}
+
+// takeHists returns the histograms gathered so far and starts new ones.
+func (st *streamStats) takeHists() (pub, app *hist) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	pub, app = st.pub, st.app
+	st.pub, st.app = nil, nil
+	return pub, app
+}
+
+// clientSet is many SSE streams to one server, in groups of perConn
+// streams sharing one connection. Its context ends every stream; close
+// waits for the readers.
+type clientSet struct {
+	ctx     context.Context
+	cancel  context.CancelFunc
+	record  recordWindow
+	sMu     sync.Mutex // protects streams
+	streams []*streamStats
+	ended   atomic.Uint64 // streams that ended before close
+	errMu   sync.Mutex    // protects first
+	first   error         // first reader error
+	wg      sync.WaitGroup
+	closeMu sync.Mutex // protects closers
+	closers []func()
+}
+
+// recordWindow selects the readings whose latencies are recorded: those
+// published (by the payload's send time) in [from, to), whenever they
+// arrive, so that a window's late arrivals count too. The zero value
+// records nothing.
+type recordWindow struct {
+	from, to atomic.Int64 // unix ns
+}
+
+func (w *recordWindow) set(from, to int64) {
+	w.to.Store(0) // never a moment when a stale bound admits too much
+	w.from.Store(from)
+	w.to.Store(to)
+}
+
+func (w *recordWindow) has(sent int64) bool { return sent >= w.from.Load() && sent < w.to.Load() }
+
+// connectSpec says what streams to open.
+type connectSpec struct {
+	n       int     // streams
+	perConn int     // streams per connection
+	protos  []proto // connection i uses protos[i % len]
+	query   string  // /events query, e.g. "topic=load/%23"
+	limit   time.Duration
+}
+
+// connect opens spec.n streams to srv, each ready (its retry line read)
+// when connect returns. On error every stream is closed.
+func connect(ctx context.Context, srv *server, spec connectSpec) (*clientSet, error) {
+	tc, err := devtls.ClientConfig(devtls.ClientOptions{CAFile: srv.caFile})
+	if err != nil {
+		return nil, fmt.Errorf("load: client TLS: %w", err)
+	}
+	cs := &clientSet{}
+	cs.ctx, cs.cancel = context.WithCancel(ctx)
+	url := srv.base + "/events?" + spec.query
+	groups := (spec.n + spec.perConn - 1) / spec.perConn
+	sem := make(chan struct{}, 4) // groups connecting at once
+	errs := make(chan error, groups)
+	var ready sync.WaitGroup
+	timer := time.AfterFunc(spec.limit, cs.cancel)
+	defer timer.Stop()
+	for g := range groups {
+		n := min(spec.perConn, spec.n-g*spec.perConn)
+		p := spec.protos[g%len(spec.protos)]
+		ready.Add(1)
+		go func() {
+			defer ready.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			errs <- cs.openGroup(url, p, tc, n)
+		}()
+	}
+	ready.Wait()
+	close(errs)
+	for e := range errs {
+		err = errors.Join(err, e)
+	}
+	if err == nil && cs.ctx.Err() != nil {
+		err = fmt.Errorf("load: connecting %d streams took longer than %s", spec.n, spec.limit)
+	}
+	if err != nil {
+		cs.close()
+		return nil, err
+	}
+	return cs, nil
+}
+
+// openGroup opens n streams over one new connection, one at a time so that
+// they share it, and waits until each is ready.
+func (cs *clientSet) openGroup(url string, p proto, tc *tls.Config, n int) error {
+	client, closeFn := newClient(p, tc.Clone())
+	cs.closeMu.Lock()
+	cs.closers = append(cs.closers, closeFn)
+	cs.closeMu.Unlock()
+	for range n {
+		st := &streamStats{proto: p}
+		req, err := http.NewRequestWithContext(cs.ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return fmt.Errorf("load: request: %w", err)
+		}
+		req.Header.Set("Authorization", "Bearer "+loadToken)
+		resp, err := client.Do(req)
+		if err != nil {
+			return fmt.Errorf("load: open %s stream: %w", p, err)
+		}
+		if resp.StatusCode != http.StatusOK || resp.ProtoMajor != map[proto]int{protoH2: 2, protoH3: 3}[p] {
+			b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+			resp.Body.Close()
+			return fmt.Errorf("load: open %s stream: %s %s: %s", p, resp.Proto, resp.Status, b)
+		}
+		ready, ended := make(chan struct{}), make(chan struct{})
+		cs.sMu.Lock()
+		cs.streams = append(cs.streams, st)
+		cs.sMu.Unlock()
+		cs.wg.Add(1)
+		go func() {
+			defer cs.wg.Done()
+			defer close(ended)
+			defer resp.Body.Close()
+			err := st.read(resp.Body, &cs.record, ready)
+			if cs.ctx.Err() == nil {
+				cs.ended.Add(1)
+				cs.setErr(fmt.Errorf("load: %s stream ended: %w", p, err))
+			}
+		}()
+		select {
+		case <-ready:
+		case <-ended:
+			return cs.err()
+		case <-cs.ctx.Done():
+			return nil // connect reports the timeout
+		}
+	}
+	return nil
+}
+
+func (cs *clientSet) setErr(err error) {
+	cs.errMu.Lock()
+	defer cs.errMu.Unlock()
+	if cs.first == nil {
+		cs.first = err
+	}
+}
+
+// err is the first error of a stream that ended on its own.
+func (cs *clientSet) err() error {
+	cs.errMu.Lock()
+	defer cs.errMu.Unlock()
+	return cs.first
+}
+
+// close ends every stream, waits for the readers and closes the
+// connections.
+func (cs *clientSet) close() {
+	cs.cancel()
+	cs.wg.Wait()
+	cs.closeMu.Lock()
+	defer cs.closeMu.Unlock()
+	for _, c := range cs.closers {
+		c()
+	}
+}
+
+// newClient is a client with its own transport, so that its streams share
+// one connection and no other client's.
+func newClient(p proto, tc *tls.Config) (*http.Client, func()) {
+	if p == protoH3 {
+		tr := &http3.Transport{TLSClientConfig: tc, QUICConfig: &quic.Config{
+			MaxIdleTimeout:  60 * time.Second,
+			KeepAlivePeriod: 10 * time.Second,
+		}}
+		return &http.Client{Transport: tr}, func() { tr.Close() }
+	}
+	tr := &http.Transport{TLSClientConfig: tc, ForceAttemptHTTP2: true, MaxConnsPerHost: 1,
+		ResponseHeaderTimeout: 15 * time.Second}
+	return &http.Client{Transport: tr}, tr.CloseIdleConnections
+}
+
+// read parses the stream until it fails, counting readings and gaps and
+// recording the latencies of readings that record selects. ready is
+// closed when the server's first line (the retry hint) arrives.
+func (st *streamStats) read(body io.Reader, record *recordWindow, ready chan struct{}) error {
+	br := bufio.NewReaderSize(body, 8<<10)
+	var ts tsParser
+	gap, started := false, false
+	for {
+		line, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue // a line longer than the buffer: no reading of ours
+		}
+		if err != nil {
+			return err
+		}
+		if !started {
+			started = true
+			close(ready)
+		}
+		switch {
+		case bytes.HasPrefix(line, dataPrefix):
+			if gap {
+				st.gaps.Add(1)
+				continue
+			}
+			st.reading(line, &ts, record)
+		case bytes.HasPrefix(line, gapEvent):
+			gap = true
+		case len(line) <= 2: // "\n" or "\r\n": end of event
+			gap = false
+		}
+	}
+}
+
+var (
+	dataPrefix = []byte("data: ")
+	gapEvent   = []byte("event: gap")
+	tsField    = []byte(`"ts":"`)
+	valueField = []byte(`"value":`)
+	seqField   = []byte(`{"seq":`)
+)
+
+// reading handles one reading's data line:
+// {"seq":N,"topic":"...","ts":"2026-11-23T17:00:00.123Z","value":SENT_NS}
+func (st *streamStats) reading(line []byte, ts *tsParser, record *recordWindow) {
+	now := time.Now().UnixNano()
+	data := line[len(dataPrefix):]
+	seq, _ := atoi(digitsAfter(data, seqField))
+	prev := st.lastSeq.Load()
+	if prev != 0 && seq != prev+1 {
+		st.jumps.Add(1)
+		if seq <= prev {
+			st.disorder.Add(1)
+		}
+	}
+	st.lastSeq.Store(seq)
+	st.lastRecv.Store(now)
+	st.events.Add(1)
+	sent, ok := atoi(digitsAfter(data, valueField))
+	if !ok || !record.has(int64(sent)) {
+		return // not a value the tool published, or not in the window
+	}
+	var appAt int64
+	if i := bytes.Index(data, tsField); i >= 0 {
+		appAt = ts.parse(data[i+len(tsField):])
+	}
+	st.mu.Lock()
+	if st.pub == nil {
+		st.pub, st.app = new(hist), new(hist)
+	}
+	st.pub.add(now - int64(sent))
+	if appAt > 0 {
+		st.app.add(now - appAt)
+	}
+	st.mu.Unlock()
+}
+
+// digitsAfter returns the decimal digits that follow key in b.
+func digitsAfter(b, key []byte) []byte {
+	i := bytes.Index(b, key)
+	if i < 0 {
+		return nil
+	}
+	b = b[i+len(key):]
+	n := 0
+	for n < len(b) && b[n] >= '0' && b[n] <= '9' {
+		n++
+	}
+	return b[:n]
+}
+
+// atoi parses decimal digits (at most 19, so that they fit an int64)
+// without allocating.
+func atoi(d []byte) (uint64, bool) {
+	if len(d) == 0 || len(d) > 19 {
+		return 0, false
+	}
+	var v uint64
+	for _, c := range d {
+		v = v*10 + uint64(c-'0')
+	}
+	return v, true
+}
+
+// tsParser parses eddy's "2006-01-02T15:04:05.000Z" timestamps into unix
+// nanoseconds, caching the day so that the common case is arithmetic.
+type tsParser struct {
+	day   [10]byte
+	dayNs int64
+}
+
+// parse returns 0 when b does not start with such a timestamp.
+func (p *tsParser) parse(b []byte) int64 {
+	const layout = "2006-01-02T15:04:05.000Z"
+	if len(b) < len(layout) || b[10] != 'T' || b[19] != '.' || b[23] != 'Z' {
+		return 0
+	}
+	if !bytes.Equal(p.day[:], b[:10]) {
+		d, err := time.Parse("2006-01-02", string(b[:10]))
+		if err != nil {
+			return 0
+		}
+		copy(p.day[:], b[:10])
+		p.dayNs = d.UnixNano()
+	}
+	n := func(i, w int) int64 {
+		v := int64(0)
+		for _, c := range b[i : i+w] {
+			v = v*10 + int64(c-'0')
+		}
+		return v
+	}
+	ms := n(11, 2)*3600000 + n(14, 2)*60000 + n(17, 2)*1000 + n(20, 3)
+	return p.dayNs + ms*int64(time.Millisecond)
+}

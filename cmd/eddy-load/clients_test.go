@@ -1,0 +1,71 @@
+package main
+
+import (
+	"io"
+	"math"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestTSParser(t *testing.T) {
+	var p tsParser
+	for _, ts := range []time.Time{
+		time.Date(2026, 11, 23, 17, 0, 0, 123e6, time.UTC),
+		time.Date(2026, 11, 23, 23, 59, 59, 999e6, time.UTC),
+		time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC), // the cached day changes
+		time.Date(2028, 2, 29, 12, 34, 56, 7e6, time.UTC),
+	} {
+		s := ts.Format("2006-01-02T15:04:05.000Z")
+		if got := p.parse([]byte(s + `","value":1}`)); got != ts.UnixNano() {
+			t.Errorf("parse(%s) = %v, want %v", s, time.Unix(0, got).UTC(), ts)
+		}
+	}
+	for _, bad := range []string{"", "2026-11-23", "2026-11-23 17:00:00.123Z", "2026-13-23T17:00:00.123Z"} {
+		if got := p.parse([]byte(bad)); got != 0 {
+			t.Errorf("parse(%q) = %d, want 0", bad, got)
+		}
+	}
+}
+
+// TestStreamRead feeds an eddy-shaped stream to the reader: readings are
+// counted and timed, a gap event and a seq jump are counted, heartbeats
+// and the retry hint are ignored.
+func TestStreamRead(t *testing.T) {
+	now := time.Now()
+	ts := now.UTC().Format("2006-01-02T15:04:05.000Z")
+	sent := now.Add(-3 * time.Millisecond).UnixNano()
+	reading := func(seq int) string {
+		return "id: " + strconv.Itoa(seq) + "\nevent: reading\ndata: {\"seq\":" + strconv.Itoa(seq) + ",\"topic\":\"load/1\",\"ts\":\"" + ts + "\",\"value\":" + strconv.Itoa(int(sent)) + "}\n\n"
+	}
+	stream := "retry: 2000\n\n" + reading(1) + ": heartbeat\n\n" + reading(2) +
+		"event: gap\ndata: {\"dropped\":3,\"from_seq\":3,\"to_seq\":5}\n\n" + reading(6)
+	var st streamStats
+	var record recordWindow
+	record.set(0, math.MaxInt64)
+	ready := make(chan struct{})
+	err := st.read(strings.NewReader(stream), &record, ready)
+	if err != io.EOF {
+		t.Fatalf("read: %v, want EOF", err)
+	}
+	select {
+	case <-ready:
+	default:
+		t.Error("ready not closed after the retry hint")
+	}
+	if st.events.Load() != 3 || st.gaps.Load() != 1 || st.jumps.Load() != 1 || st.disorder.Load() != 0 || st.lastSeq.Load() != 6 {
+		t.Errorf("events %d gaps %d jumps %d disorder %d last %d; want 3 1 1 0 6",
+			st.events.Load(), st.gaps.Load(), st.jumps.Load(), st.disorder.Load(), st.lastSeq.Load())
+	}
+	pub, app := st.takeHists()
+	if pub == nil || pub.n != 3 || app.n != 3 {
+		t.Fatalf("histograms: %+v %+v", pub, app)
+	}
+	if q := pub.quantile(.5); q < 3*time.Millisecond || q > 2*time.Second {
+		t.Errorf("publish latency %v, want at least 3 ms", q)
+	}
+	if q := app.quantile(.5); q < 0 || q > 2*time.Second {
+		t.Errorf("append latency %v out of range", q)
+	}
+}
