@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/eddy-iot/eddy/config"
 	"github.com/eddy-iot/eddy/server"
 	devtls "github.com/eddy-iot/eddy/tls"
 )
@@ -12,14 +13,9 @@ import (
 // browser or `eddy tail --ca` should trust, generating them as `eddy run`
 // would when they do not exist yet.
 func certCmd(args []string, stdout, stderr io.Writer) int {
-	f, err := parseRunFlags(args, stderr)
-	if err != nil {
-		return exitConfig
-	}
-	cfg, _, err := loadConfig(f)
-	if err != nil {
-		fmt.Fprintln(stderr, "eddy:", err)
-		return exitConfig
+	cfg, rc := adminConfig(args, stderr)
+	if cfg == nil {
+		return rc
 	}
 	dev, err := devtls.Load(devtls.Options{Dir: cfg.Storage.Dir, CertFile: cfg.TLS.Cert, KeyFile: cfg.TLS.Key, ClientCAFile: cfg.TLS.ClientCA})
 	if err != nil {
@@ -35,14 +31,9 @@ func certCmd(args []string, stdout, stderr io.Writer) int {
 
 // tokenCmd prints the first configured token, or the generated one.
 func tokenCmd(args []string, stdout, stderr io.Writer) int {
-	f, err := parseRunFlags(args, stderr)
-	if err != nil {
-		return exitConfig
-	}
-	cfg, _, err := loadConfig(f)
-	if err != nil {
-		fmt.Fprintln(stderr, "eddy:", err)
-		return exitConfig
+	cfg, rc := adminConfig(args, stderr)
+	if cfg == nil {
+		return rc
 	}
 	if len(cfg.Auth.Tokens) > 0 {
 		fmt.Fprintln(stdout, cfg.Auth.Tokens[0])
@@ -55,4 +46,19 @@ func tokenCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stdout, tok)
 	return exitOK
+}
+
+// adminConfig reads the config the daemon would (flags --config and
+// --data); on failure it returns nil and the exit status.
+func adminConfig(args []string, stderr io.Writer) (*config.Config, int) {
+	f, err := parseRunFlags(args, stderr)
+	if err != nil {
+		return nil, exitConfig
+	}
+	cfg, _, err := loadConfig(f)
+	if err != nil {
+		fmt.Fprintln(stderr, "eddy:", err)
+		return nil, exitConfig
+	}
+	return cfg, exitOK
 }

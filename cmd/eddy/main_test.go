@@ -51,3 +51,34 @@ func TestUsageErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestTokenAndCert(t *testing.T) {
+	dir := t.TempDir()
+	run := func(args ...string) string {
+		t.Helper()
+		var out, errb bytes.Buffer
+		if rc := realMain(args, &out, &errb); rc != exitOK {
+			t.Fatalf("%v: rc %d: %s", args, rc, errb.String())
+		}
+		return strings.TrimSpace(out.String())
+	}
+	tok := run("token", "--data", dir)
+	if len(tok) < 40 || run("token", "--data", dir) != tok {
+		t.Errorf("token %q is short or not stable", tok)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "token")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("token file: %v %v", fi, err)
+	}
+	cert := run("cert", "--data", dir)
+	if !strings.HasPrefix(cert, "fingerprint: ") || strings.Count(cert, ":") < 32 || !strings.Contains(cert, filepath.Join(dir, "tls", "ca.pem")) {
+		t.Errorf("cert output %q", cert)
+	}
+	if run("cert", "--data", dir) != cert {
+		t.Error("the certificate changed between two calls")
+	}
+	cfg := filepath.Join(dir, "eddy.toml")
+	os.WriteFile(cfg, []byte("[auth]\ntokens = [\"configured-token-0123456789\"]\n[storage]\ndir = \""+dir+"\"\n"), 0o600)
+	if got := run("token", "--config", cfg); got != "configured-token-0123456789" {
+		t.Errorf("token with a configured token = %q", got)
+	}
+}
