@@ -90,18 +90,14 @@ func (l *Log) readDisk(dst []Record, after uint64, limit int, k keep) ([]Record,
 			}
 			off := len(slab)
 			slab = append(slab, view.value...)
-			topic, ok := intern[string(view.topic)]
-			if !ok {
-				topic = string(view.topic)
-				intern[topic] = topic
-			}
+			topic := internString(intern, view.topic)
 			dst = append(dst, Record{
 				Seq:   after,
 				Time:  time.Unix(0, view.nanos).UTC(),
 				Topic: topic,
 				Kind:  view.kind,
 				Value: slab[off:len(slab):len(slab)],
-				Unit:  l.unit(view.unit),
+				Unit:  internString(intern, view.unit),
 			})
 		}
 		return nil
@@ -109,12 +105,18 @@ func (l *Log) readDisk(dst []Record, after uint64, limit int, k keep) ([]Record,
 	return dst, after, visited, err
 }
 
-// unit returns a shared string for the few units there are.
-func (l *Log) unit(b []byte) string {
+// internString returns one string per distinct topic or unit in a chunk,
+// so that reading a chunk allocates per distinct string, not per record.
+func internString(m map[string]string, b []byte) string {
 	if len(b) == 0 {
 		return ""
 	}
-	return string(b)
+	if s, ok := m[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	m[s] = s
+	return s
 }
 
 func seqKeyArr(seq uint64) []byte {
