@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -252,6 +253,9 @@ func (m *MQTT) options() *paho.ClientOptions {
 		})
 	if m.tls != nil {
 		o.SetTLSConfig(m.tls)
+	}
+	if u, err := url.Parse(m.cfg.Broker); err == nil && u.Scheme != "ws" && u.Scheme != "wss" {
+		o.SetCustomOpenConnectionFn(openBuffered)
 	}
 	return o
 }

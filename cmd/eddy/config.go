@@ -16,6 +16,7 @@ type runFlags struct {
 	config string
 	listen string
 	data   string
+	debug  string // pprof listen address; empty: none
 }
 
 func parseRunFlags(args []string, stderr io.Writer) (runFlags, error) {
@@ -25,6 +26,7 @@ func parseRunFlags(args []string, stderr io.Writer) (runFlags, error) {
 	fs.StringVar(&f.config, "config", "", "config file (default "+config.DefaultPath+" when it exists, else embedded defaults)")
 	fs.StringVar(&f.listen, "listen", "", "listen address, overrides server.listen")
 	fs.StringVar(&f.data, "data", "", "data directory, overrides storage.dir")
+	fs.StringVar(&f.debug, "debug-listen", "", "serve Go's pprof profiles on this address (plain HTTP, no auth: use loopback)")
 	if err := fs.Parse(args); err != nil {
 		return f, err
 	}

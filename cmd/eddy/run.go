@@ -49,6 +49,14 @@ func runCmd(args []string, stderr io.Writer) int {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	reload := func() (*config.Config, error) { c, _, err := loadConfig(f); return c, err }
+	if f.debug != "" {
+		stopDebug, err := serveDebug(f.debug, logger)
+		if err != nil {
+			fmt.Fprintln(stderr, "eddy:", err)
+			return exitConfig
+		}
+		defer stopDebug()
+	}
 	if err := run(ctx, cfg, logger, hup, reload); err != nil {
 		logger.Error("eddy stopped", "err", err)
 		if errors.As(err, new(configError)) {
