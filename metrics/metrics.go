@@ -45,37 +45,62 @@ func CommitObserver(reg prometheus.Registerer) func(int, time.Duration, error) {
 	}
 }
 
+// logMetric is one ring log figure read from a Stats snapshot.
+type logMetric struct {
+	name, help string
+	kind       prometheus.ValueType
+	get        func(ringlog.Stats) float64
+}
+
+var logMetrics = []logMetric{
+	{"appended_total", "Records appended.", prometheus.CounterValue, func(s ringlog.Stats) float64 { return float64(s.Appended) }},
+	{"append_errors_total", "Appends accepted live but not durable (disk failing).", prometheus.CounterValue, func(s ringlog.Stats) float64 { return float64(s.AppendErrors) }},
+	{"commits_total", "Group commits.", prometheus.CounterValue, func(s ringlog.Stats) float64 { return float64(s.Commits) }},
+	{"commit_errors_total", "Failed commits.", prometheus.CounterValue, func(s ringlog.Stats) float64 { return float64(s.CommitErrors) }},
+	{"disk_full_total", "Commits that failed for want of space.", prometheus.CounterValue, func(s ringlog.Stats) float64 { return float64(s.DiskFull) }},
+	{"trimmed_total", "Records deleted by the size or age bound.", prometheus.CounterValue, func(s ringlog.Stats) float64 { return float64(s.Trimmed) }},
+	{"lost_total", "Records given up while the disk failed.", prometheus.CounterValue, func(s ringlog.Stats) float64 { return float64(s.Lost) }},
+	{"records", "Records stored.", prometheus.GaugeValue, func(s ringlog.Stats) float64 { return float64(s.Records) }},
+	{"bytes", "Bytes the stored records account for.", prometheus.GaugeValue, func(s ringlog.Stats) float64 { return float64(s.Bytes) }},
+	{"file_bytes", "Size of ring.db.", prometheus.GaugeValue, func(s ringlog.Stats) float64 { return float64(s.FileBytes) }},
+	{"pending_records", "Records appended but not yet durable.", prometheus.GaugeValue, func(s ringlog.Stats) float64 { return float64(s.Pending) }},
+	{"last_seq", "Highest event id issued.", prometheus.GaugeValue, func(s ringlog.Stats) float64 { return float64(s.LastSeq) }},
+	{"oldest_seq", "Oldest event id stored.", prometheus.GaugeValue, func(s ringlog.Stats) float64 { return float64(s.OldestSeq) }},
+	{"oldest_age_seconds", "Age of the oldest record stored.", prometheus.GaugeValue, func(s ringlog.Stats) float64 {
+		if s.OldestTime.IsZero() {
+			return 0
+		}
+		return time.Since(s.OldestTime).Seconds()
+	}},
+}
+
+// logCollector reads one Stats snapshot per scrape (it takes the log's
+// lock and stats ring.db), not one per metric.
+type logCollector struct {
+	log   *ringlog.Log
+	descs []*prometheus.Desc
+}
+
 // RegisterLog exports the ring log's counters.
 func RegisterLog(reg prometheus.Registerer, l *ringlog.Log) {
-	counter := func(name, help string, f func(ringlog.Stats) uint64) prometheus.Collector {
-		return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Subsystem: "ringlog", Name: name, Help: help},
-			func() float64 { return float64(f(l.Stats())) })
+	c := &logCollector{log: l}
+	for _, m := range logMetrics {
+		c.descs = append(c.descs, prometheus.NewDesc(ns+"_ringlog_"+m.name, m.help, nil, nil))
 	}
-	gauge := func(name, help string, f func(ringlog.Stats) float64) prometheus.Collector {
-		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Subsystem: "ringlog", Name: name, Help: help},
-			func() float64 { return f(l.Stats()) })
+	reg.MustRegister(c)
+}
+
+func (c *logCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range c.descs {
+		ch <- d
 	}
-	reg.MustRegister(
-		counter("appended_total", "Records appended.", func(s ringlog.Stats) uint64 { return s.Appended }),
-		counter("append_errors_total", "Appends accepted live but not durable (disk failing).", func(s ringlog.Stats) uint64 { return s.AppendErrors }),
-		counter("commits_total", "Group commits.", func(s ringlog.Stats) uint64 { return s.Commits }),
-		counter("commit_errors_total", "Failed commits.", func(s ringlog.Stats) uint64 { return s.CommitErrors }),
-		counter("disk_full_total", "Commits that failed for want of space.", func(s ringlog.Stats) uint64 { return s.DiskFull }),
-		counter("trimmed_total", "Records deleted by the size or age bound.", func(s ringlog.Stats) uint64 { return s.Trimmed }),
-		counter("lost_total", "Records given up while the disk failed.", func(s ringlog.Stats) uint64 { return s.Lost }),
-		gauge("records", "Records stored.", func(s ringlog.Stats) float64 { return float64(s.Records) }),
-		gauge("bytes", "Bytes the stored records account for.", func(s ringlog.Stats) float64 { return float64(s.Bytes) }),
-		gauge("file_bytes", "Size of ring.db.", func(s ringlog.Stats) float64 { return float64(s.FileBytes) }),
-		gauge("pending_records", "Records appended but not yet durable.", func(s ringlog.Stats) float64 { return float64(s.Pending) }),
-		gauge("last_seq", "Highest event id issued.", func(s ringlog.Stats) float64 { return float64(s.LastSeq) }),
-		gauge("oldest_seq", "Oldest event id stored.", func(s ringlog.Stats) float64 { return float64(s.OldestSeq) }),
-		gauge("oldest_age_seconds", "Age of the oldest record stored.", func(s ringlog.Stats) float64 {
-			if s.OldestTime.IsZero() {
-				return 0
-			}
-			return time.Since(s.OldestTime).Seconds()
-		}),
-	)
+}
+
+func (c *logCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.log.Stats()
+	for i, m := range logMetrics {
+		ch <- prometheus.MustNewConstMetric(c.descs[i], m.kind, m.get(s))
+	}
 }
 
 // LagObserver returns an sse.Options.ObserveLag hook: a histogram of the
