@@ -426,7 +426,9 @@ func (l *Log) oldestLocked() uint64 {
 	return l.next
 }
 
-// DurableSeq is the highest seq known to be on disk.
+// DurableSeq is the highest seq whose commit has finished: every record up
+// to it is on disk, except those given up while the disk failed (counted
+// in Stats.Lost; WaitDurable reports them as not durable).
 func (l *Log) DurableSeq() uint64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
