@@ -2,6 +2,7 @@ package sse
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -22,6 +23,9 @@ type client struct {
 	buffer int           // queue bound, Options.ClientBuffer
 	wake   chan struct{} // cap 1: the queue changed
 	m      *Metrics
+	// live is the stream while it is handed over to its connection's
+	// writer, which is then told of changes instead of wake.
+	live atomic.Pointer[stream]
 
 	mu       sync.Mutex // protects everything below
 	cursor   uint64
@@ -70,6 +74,10 @@ func (c *client) push(evs []*event) bool {
 }
 
 func (c *client) signal() {
+	if s := c.live.Load(); s != nil {
+		s.cw.enqueue(s)
+		return
+	}
 	select {
 	case c.wake <- struct{}{}:
 	default:

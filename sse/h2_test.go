@@ -59,13 +59,15 @@ func newBenchServer(b *testing.B, h http.Handler) *httptest.Server {
 // serveHTTP1 serves h over plain HTTP/1.1 on a loopback port: the
 // contract is the same there (one connection per stream).
 func serveHTTP1(t *testing.T, h http.Handler) (func() *http.Client, string) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ProtoMajor != 1 {
 			http.Error(w, "test expects HTTP/1.1, got "+r.Proto, http.StatusHTTPVersionNotSupported)
 			return
 		}
 		h.ServeHTTP(w, r)
 	}))
+	srv.Config.ConnContext = func(ctx context.Context, c net.Conn) context.Context { return WithConn(ctx, c) }
+	srv.Start()
 	t.Cleanup(srv.Close)
 	return cloneClient(t, srv.Client()), srv.URL
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/eddy-iot/eddy/ringlog"
@@ -17,11 +18,9 @@ type connKey struct{}
 // WithConn marks ctx as belonging to the client connection id (any
 // comparable value unique per connection, e.g. the net.Conn). The server
 // calls it from http.Server.ConnContext and http3.Server.ConnContext.
-//
-// It is the hook for writing all streams of one connection from one
-// goroutine. This version still writes each stream from its own handler
-// goroutine, one write and flush per batch of events, whether or not the
-// mark is present; the mark lets that change without touching the server.
+// The live events of a connection's streams are then written by one
+// goroutine (see connWriter); without the mark each stream writes its
+// own.
 func WithConn(ctx context.Context, id any) context.Context {
 	return context.WithValue(ctx, connKey{}, id)
 }
@@ -65,7 +64,12 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodHead {
 		return
 	}
-	s := &stream{h: h, w: w, rc: http.NewResponseController(w), c: newClient(p, h.opt.ClientBuffer, h.m)}
+	s := &stream{h: h, w: w, rc: http.NewResponseController(w), c: newClient(p, h.opt.ClientBuffer, h.m), back: make(chan struct{}, 1)}
+	// HTTP/1.1 carries one stream per connection: nothing to share.
+	if key := r.Context().Value(connKey{}); key != nil && p.interval == 0 && r.ProtoMajor >= 2 {
+		s.cw = h.connWriter(key)
+		defer h.releaseWriter(key, s.cw)
+	}
 	err = s.run(r.Context())
 	h.detach(s.c)
 	if err != nil {
@@ -79,12 +83,24 @@ func protoIndex(major int) int {
 }
 
 // stream is one response being written. Its methods run on the handler's
-// goroutine, which owns every write to w.
+// goroutine, except writeLive, which runs on the connection's writer
+// while the stream is handed over to it; mu keeps them apart.
 type stream struct {
-	h          *Hub
-	w          http.ResponseWriter
-	rc         *http.ResponseController
-	c          *client
+	h    *Hub
+	w    http.ResponseWriter
+	rc   *http.ResponseController
+	c    *client
+	cw   *connWriter   // the connection's writer; nil: the stream writes its own
+	back chan struct{} // cap 1: the writer handed the stream back
+
+	queued bool // in cw's ready list; under cw.mu
+
+	// mu is held by whoever writes while the stream is handed over, and
+	// protects handed and err; the fields below it are the writer's
+	// while handed is set and the handler's otherwise.
+	mu         sync.Mutex
+	handed     bool
+	err        error            // why the writer handed the stream back, if it failed
 	buf        []byte           // small frames, replayed events
 	out        []*event         // the writer's half of the client's queue
 	recs       []ringlog.Record // replay scratch
@@ -120,20 +136,47 @@ func (s *stream) run(ctx context.Context) error {
 	rate.Stop()
 	defer rate.Stop()
 	var rateC <-chan time.Time
+	handed := false // the handler's view: set by handOver, cleared by back or takeBack
 	for {
+		wake := s.c.wake
+		if s.cw != nil {
+			if !handed {
+				s.handOver()
+				handed = true
+			}
+			wake = nil // the writer is told instead
+		}
 		select {
 		case <-ctx.Done():
+			s.takeBack()
 			return nil
 		case <-s.h.closing:
+			if handed {
+				// Bound a write the writer may be blocked in, too.
+				_ = s.rc.SetWriteDeadline(time.Now().Add(goodbyeTimeout))
+			}
+			s.takeBack()
 			return s.goodbye()
 		case <-idle.C:
-			if err := s.idle(); err != nil {
+			s.mu.Lock()
+			err := s.idle()
+			idleAt = s.idleAt()
+			s.mu.Unlock()
+			if err != nil {
+				s.takeBack()
 				return err
 			}
-			idleAt = s.idleAt()
 			idle.Reset(time.Until(idleAt))
 			continue
-		case <-s.c.wake:
+		case <-s.back:
+			handed = false
+			s.mu.Lock()
+			err := s.err
+			s.mu.Unlock()
+			if err != nil {
+				return err
+			}
+		case <-wake:
 		case <-rateC:
 			rateC = nil
 		}
@@ -149,6 +192,48 @@ func (s *stream) run(ctx context.Context) error {
 			idleAt = at
 			idle.Reset(time.Until(at))
 		}
+	}
+}
+
+// handOver gives the stream's live writes to its connection's writer.
+func (s *stream) handOver() {
+	s.mu.Lock()
+	s.handed = true
+	s.mu.Unlock()
+	s.c.live.Store(s)
+	s.cw.enqueue(s) // for what was queued before
+}
+
+// takeBack ends a hand-over, if the writer has not ended it already,
+// waiting for a write in progress.
+func (s *stream) takeBack() {
+	s.mu.Lock()
+	s.handed = false
+	s.c.live.Store(nil)
+	s.mu.Unlock()
+}
+
+// handBack returns the stream to its handler goroutine, which learns of
+// it from back (once per hand-over); s.mu is held.
+func (s *stream) handBack(err error) {
+	s.handed = false
+	s.err = err
+	s.c.live.Store(nil)
+	s.back <- struct{}{} // cannot block: one hand-back per hand-over, and the handler takes it before the next
+}
+
+// writeLive runs on the connection's writer: it writes what the queue
+// holds, and hands the stream back when it failed or must catch up from
+// the log.
+func (s *stream) writeLive(w *connWriter) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.handed || s.cw != w {
+		return
+	}
+	detached, _, err := s.writeQueued()
+	if err != nil || detached {
+		s.handBack(err)
 	}
 }
 
@@ -189,15 +274,9 @@ func (s *stream) idle() error {
 // drain writes what the client's queue holds, then, if the stream fell
 // out of live fan-out, catches up from the log.
 func (s *stream) drain(ctx context.Context) (time.Duration, error) {
-	evs, g, detached, wait := s.c.take(s.out, time.Now())
-	s.out = evs
-	if len(evs) > 0 || g.dropped > 0 {
-		err := s.writeEvents(g, evs)
-		s.h.m.Delivered.Add(uint64(len(evs)))
-		clear(s.out) // release the frames
-		if err != nil {
-			return 0, err
-		}
+	detached, wait, err := s.writeQueued()
+	if err != nil {
+		return 0, err
 	}
 	if detached {
 		return 0, s.catchUp(ctx)
@@ -205,24 +284,40 @@ func (s *stream) drain(ctx context.Context) (time.Duration, error) {
 	return wait, nil
 }
 
-// writeEvents writes a gap (if any) and the events, then flushes once.
+// writeQueued writes what the client's queue holds and reports whether
+// the client left live fan-out and, in rate mode, how long until more
+// may go.
+func (s *stream) writeQueued() (detached bool, wait time.Duration, err error) {
+	evs, g, detached, wait := s.c.take(s.out, time.Now())
+	s.out = evs
+	if len(evs) > 0 || g.dropped > 0 {
+		err = s.writeEvents(g, evs)
+		s.h.m.Delivered.Add(uint64(len(evs)))
+		clear(s.out) // release the frames
+	}
+	return detached, wait, err
+}
+
+// writeEvents writes a gap (if any) and the events with one Write, then
+// flushes once. One Write matters: HTTP/3's ResponseWriter does not
+// buffer, so each Write becomes its own DATA frame and a wake-up of the
+// QUIC connection's sender.
 func (s *stream) writeEvents(g gap, evs []*event) error {
+	s.buf = s.buf[:0]
 	if g.dropped > 0 {
 		s.h.m.Gaps.Add(1)
-		s.buf = appendGap(s.buf[:0], g)
-		if err := s.writeBuf(); err != nil {
-			return err
-		}
+		s.buf = appendGap(s.buf, g)
 	}
 	for _, ev := range evs {
-		if err := s.arm(); err != nil {
-			return err
+		if len(s.buf) >= replayChunk {
+			if err := s.writeBuf(); err != nil {
+				return err
+			}
+			s.buf = s.buf[:0]
 		}
-		if _, err := s.w.Write(ev.frame); err != nil {
-			return s.writeErr(err)
-		}
+		s.buf = append(s.buf, ev.frame...)
 	}
-	return s.flush()
+	return s.flushBuf()
 }
 
 // catchUp reads the log after the client's cursor and writes what

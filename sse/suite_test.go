@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,6 +36,7 @@ func runStreamSuite(t *testing.T, serve serveFunc) {
 		{"Shutdown", testShutdown},
 		{"StalledClientDropped", testStalledClientDropped},
 		{"SlowConsumerIsolation", testSlowConsumerIsolation},
+		{"ConnWriters", testConnWriters},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, serve) })
 	}
@@ -480,4 +482,53 @@ func testSlowConsumerIsolation(t *testing.T, serve serveFunc) {
 		t.Error("slow client got nothing")
 	}
 	waitFor(t, "the stalled client to be dropped", func() bool { return e.m.WriteErrors.Load() >= 1 })
+}
+
+// testConnWriters: the streams of one connection share one writer, which
+// delivers to each of them and ends with the connection's last stream.
+func testConnWriters(t *testing.T, serve serveFunc) {
+	e := newEnv(t, serve, nil, Options{})
+	e.run(t)
+	var streams []*streamReader
+	var closers []func()
+	for i := range 4 {
+		client := e.client // three streams share a connection where the protocol can
+		if i == 3 {
+			client = e.newClient() // another device
+		}
+		sr, closeFn := e.openWith(t, client, "", nil)
+		streams = append(streams, sr)
+		closers = append(closers, closeFn)
+	}
+	waitFor(t, "4 streams", func() bool { return e.hub.Clients() == 4 })
+	want := "1,3" // HTTP/2 and HTTP/3: two connections
+	if e.m.Streams[0][0].Load() == 4 {
+		want = "" // HTTP/1.1: a connection per stream, which writes its own
+	}
+	if got := e.writerRefs(); got != want {
+		t.Errorf("streams per connection writer: %s, want %s", got, want)
+	}
+	seq := e.add(t, 1, "a")
+	for i, sr := range streams {
+		it, err := nextItem(sr)
+		if err != nil || it.reading == nil || it.reading.Seq != seq {
+			t.Fatalf("stream %d: %+v, %v; want reading %d", i, it, err, seq)
+		}
+	}
+	for _, c := range closers {
+		c()
+	}
+	waitFor(t, "the writers to end", func() bool { return e.writerRefs() == "" })
+}
+
+// writerRefs lists the hub's connection writers by their stream counts.
+func (e *env) writerRefs() string {
+	e.hub.cmu.Lock()
+	defer e.hub.cmu.Unlock()
+	var refs []int
+	for _, w := range e.hub.conns {
+		refs = append(refs, w.refs)
+	}
+	slices.Sort(refs)
+	return strings.Trim(strings.Join(strings.Fields(fmt.Sprint(refs)), ","), "[]")
 }

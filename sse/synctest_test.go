@@ -21,7 +21,8 @@ type memWriter struct {
 	mu        sync.Mutex
 	hdr       http.Header
 	buf       bytes.Buffer
-	deadlines int         // SetWriteDeadline calls
+	deadlines int // SetWriteDeadline calls
+	flushes   int
 	timer     *time.Timer // the deadline, emulated like HTTP/2's
 	reset     bool        // the deadline passed: the stream is dead
 }
@@ -55,7 +56,11 @@ func (w *memWriter) Header() http.Header {
 	return w.hdr
 }
 func (w *memWriter) WriteHeader(int) {}
-func (w *memWriter) Flush()          {}
+func (w *memWriter) Flush() {
+	w.mu.Lock()
+	w.flushes++
+	w.mu.Unlock()
+}
 func (w *memWriter) Write(b []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -75,7 +80,15 @@ func (w *memWriter) events() ([]sseEvent, int) {
 
 // serveMem runs one stream of h into a memWriter until the returned stop.
 func serveMem(t *testing.T, h *Hub, url string) (*memWriter, func()) {
+	return serveMemOn(t, h, url, nil)
+}
+
+// serveMemOn is serveMem on the connection conn (see WithConn); nil: none.
+func serveMemOn(t *testing.T, h *Hub, url string, conn any) (*memWriter, func()) {
 	ctx, cancel := context.WithCancel(context.Background())
+	if conn != nil {
+		ctx = WithConn(ctx, conn)
+	}
 	w := &memWriter{}
 	done := make(chan struct{})
 	go func() {
@@ -93,12 +106,19 @@ func runHub(h *Hub) func() {
 	return func() { cancel(); <-done }
 }
 
+// connModes runs a test with a stream writing its own events and with
+// one handed over to its connection's writer.
+func connModes(t *testing.T, f func(t *testing.T, conn any)) {
+	t.Run("own", func(t *testing.T) { synctest.Test(t, func(t *testing.T) { f(t, nil) }) })
+	t.Run("conn", func(t *testing.T) { synctest.Test(t, func(t *testing.T) { f(t, "conn-1") }) })
+}
+
 func TestHeartbeatTiming(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	connModes(t, func(t *testing.T, conn any) {
 		log := openLog(t, nil)
 		h := NewHub(log, Options{Heartbeat: 15 * time.Second})
 		defer runHub(h)()
-		w, stop := serveMem(t, h, "/events")
+		w, stop := serveMemOn(t, h, "/events", conn)
 		defer stop()
 		beats := func() int { synctest.Wait(); _, n := w.events(); return n }
 
@@ -131,7 +151,7 @@ func TestHeartbeatTiming(t *testing.T) {
 func TestRateTiming(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		log := openLog(t, nil)
-		h := NewHub(log, Options{})
+		h := NewHub(log, Options{Linger: -1}) // records reach the stream the moment they are appended
 		defer runHub(h)()
 		w, stop := serveMem(t, h, "/events?rate=2")
 		defer stop()
@@ -184,11 +204,11 @@ func TestRateTiming(t *testing.T) {
 // stream quiet for many WriteTimeouts is not reset, and a busy stream does
 // not set a deadline per write.
 func TestQuietStreamOutlivesWriteTimeout(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	connModes(t, func(t *testing.T, conn any) {
 		log := openLog(t, nil)
 		h := NewHub(log, Options{Heartbeat: 15 * time.Second, WriteTimeout: 10 * time.Second})
 		defer runHub(h)()
-		w, stop := serveMem(t, h, "/events")
+		w, stop := serveMemOn(t, h, "/events", conn)
 		defer stop()
 		synctest.Wait() // the stream is attached
 		add := func() {
@@ -219,6 +239,56 @@ func TestQuietStreamOutlivesWriteTimeout(t *testing.T) {
 			tail := w.buf.String()[max(0, w.buf.Len()-600):]
 			w.mu.Unlock()
 			t.Fatalf("after a quiet minute: reset %v, %d events (want 101), %d heartbeats (want 4); stream ends %q", reset, len(evs), beats, tail)
+		}
+	})
+}
+
+// TestLinger: a record after a quiet spell goes out at once; records
+// appended while the hub lingers after a fan-out go out together when
+// the linger ends, in one write per stream.
+func TestLinger(t *testing.T) {
+	connModes(t, func(t *testing.T, conn any) {
+		log := openLog(t, nil)
+		h := NewHub(log, Options{Linger: 5 * time.Millisecond})
+		defer runHub(h)()
+		w, stop := serveMemOn(t, h, "/events", conn)
+		defer stop()
+		synctest.Wait()
+		add := func() {
+			if _, err := log.Append(ringlog.Record{Topic: "a", Kind: ringlog.KindJSON, Value: []byte("1")}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		state := func() (int, int) {
+			synctest.Wait()
+			evs, _ := w.events()
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			return len(evs), w.flushes
+		}
+		_, f0 := state()
+		add()
+		if n, f := state(); n != 1 || f != f0+1 {
+			t.Fatalf("a first record: %d events in %d flushes, want 1 in 1", n, f-f0)
+		}
+		time.Sleep(time.Millisecond)
+		add()
+		add()
+		if n, _ := state(); n != 1 {
+			t.Fatalf("1ms into the linger: %d events, want still 1", n)
+		}
+		time.Sleep(4*time.Millisecond - time.Nanosecond)
+		if n, _ := state(); n != 1 {
+			t.Fatalf("just before the linger ends: %d events, want still 1", n)
+		}
+		time.Sleep(time.Nanosecond)
+		if n, f := state(); n != 3 || f != f0+2 {
+			t.Fatalf("when the linger ends: %d events in %d flushes, want 3 in 2", n, f-f0)
+		}
+		time.Sleep(time.Second) // quiet
+		add()
+		if n, _ := state(); n != 4 {
+			t.Fatalf("after a quiet second: %d events, want 4 at once", n)
 		}
 	})
 }

@@ -96,6 +96,7 @@ type eddySpec struct {
 	filter     string // the one MQTT subscription
 	qos        int    // its QoS
 	maxStreams int    // server.max_streams_per_host: every client comes from 127.0.0.1
+	debug      string // eddy run --debug-listen, for profiling it during a run; "": none
 }
 
 // eddyConfig is the config of an eddy under test.
@@ -131,7 +132,11 @@ func startEddy(ctx context.Context, bin, dir string, spec eddySpec) (*server, er
 	if err := os.WriteFile(cfg, []byte(eddyConfig(port, dataDir, spec)), 0o600); err != nil {
 		return nil, fmt.Errorf("load: eddy config: %w", err)
 	}
-	c, err := startChild("eddy", filepath.Join(dir, "eddy.log"), bin, "run", "--config", cfg)
+	args := []string{"run", "--config", cfg}
+	if spec.debug != "" {
+		args = append(args, "--debug-listen", spec.debug)
+	}
+	c, err := startChild("eddy", filepath.Join(dir, "eddy.log"), append([]string{bin}, args...)...)
 	if err != nil {
 		return nil, err
 	}

@@ -56,7 +56,7 @@ func (e *env) ingestWith(ctx context.Context, inflight int) error {
 		return err
 	}
 	defer mq.stop(5 * time.Second)
-	srv, err := startEddy(ctx, e.bin, dir, eddySpec{broker: broker, filter: "ingest/#", qos: e.f.ingestQoS, maxStreams: 10})
+	srv, err := startEddy(ctx, e.bin, dir, eddySpec{broker: broker, filter: "ingest/#", qos: e.f.ingestQoS, maxStreams: 10, debug: e.f.debugListen})
 	if err != nil {
 		return err
 	}

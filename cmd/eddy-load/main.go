@@ -66,6 +66,8 @@ type flags struct {
 	ingestInflight []int
 	ingestQoS      int // eddy's subscription QoS
 
+	debugListen string // eddy run --debug-listen
+
 	serveBaseline bool
 	bl            baselineFlags
 }
@@ -78,6 +80,7 @@ func parseFlags(args []string, stderr io.Writer) (flags, error) {
 	fs.StringVar(&f.eddy, "eddy", "", "eddy binary to run (default: go build ./cmd/eddy)")
 	fs.StringVar(&f.dir, "dir", "", "work directory, kept (default: a temporary one, removed)")
 	fs.StringVar(&f.cpuprof, "cpuprofile", "", "write the load tool's own CPU profile to this file")
+	fs.StringVar(&f.debugListen, "eddy-debug-listen", "", "run eddy with --debug-listen on this loopback address (pprof during a run)")
 	fs.IntVar(&f.runs, "runs", 3, "measurement runs per figure (medians are reported)")
 	fs.IntVar(&f.clients, "clients", 1000, "stream: SSE clients, half HTTP/2, half HTTP/3")
 	fs.IntVar(&f.perConn, "per-conn", 50, "stream: SSE streams per connection")

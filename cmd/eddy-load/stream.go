@@ -106,7 +106,7 @@ func (e *env) startTarget(ctx context.Context, kind, dir string, streams int) (*
 		return nil, err
 	}
 	t.broker = mq
-	t.srv, err = startEddy(ctx, e.bin, dir, eddySpec{broker: broker, filter: "load/#", qos: 1, maxStreams: streams + 100})
+	t.srv, err = startEddy(ctx, e.bin, dir, eddySpec{broker: broker, filter: "load/#", qos: 1, maxStreams: streams + 100, debug: e.f.debugListen})
 	if err == nil {
 		t.pub, err = newPublisher(broker, "eddy-load-pub")
 	}
