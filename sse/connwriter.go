@@ -27,6 +27,8 @@ type connWriter struct {
 	wake chan struct{} // cap 1: ready grew
 	stop chan struct{} // closed when the connection's last stream ends
 
+	buf []byte // the streams' write buffer; only run uses it
+
 	mu    sync.Mutex // protects ready and each stream's queued
 	ready []*stream  // handed-over streams whose queue changed, each once
 	spare []*stream

@@ -231,7 +231,15 @@ func (s *stream) writeLive(w *connWriter) {
 	if !s.handed || s.cw != w {
 		return
 	}
+	// The connection's streams share the writer's buffer: a Write copies
+	// or sends what it is given before it returns.
+	own := s.buf
+	s.buf = w.buf
 	detached, _, err := s.writeQueued()
+	w.buf, s.buf = s.buf[:0], own
+	if cap(w.buf) > maxWriterBuf {
+		w.buf = nil
+	}
 	if err != nil || detached {
 		s.handBack(err)
 	}
@@ -423,14 +431,19 @@ func (s *stream) flushBuf() error {
 	if err := s.writeBuf(); err != nil {
 		return err
 	}
-	if cap(s.buf) > maxIdleBuf {
+	if cap(s.buf) > maxIdleBuf && !s.handed {
 		s.buf = nil // an idle stream should not keep a replay-sized buffer
 	}
 	return s.flush()
 }
 
-// maxIdleBuf is the largest buffer a stream keeps between writes.
-const maxIdleBuf = 4 << 10
+// maxIdleBuf is the largest buffer a stream keeps between writes;
+// maxWriterBuf the largest a connection's writer keeps, for all its
+// streams.
+const (
+	maxIdleBuf   = 4 << 10
+	maxWriterBuf = 64 << 10
+)
 
 // writeBuf writes s.buf under a write deadline.
 func (s *stream) writeBuf() error {
