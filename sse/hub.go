@@ -28,8 +28,8 @@ type Options struct {
 	// Linger is how long the hub waits after a fan-out before the next
 	// one, so that records arriving close together reach the streams in
 	// one wake-up rather than one each. A record arriving after a quiet
-	// spell goes out at once; others wait at most this long. Default 2ms;
-	// negative: none.
+	// spell goes out at once; others wait at most this long. Default
+	// 5ms; negative: none.
 	Linger time.Duration
 }
 
@@ -47,7 +47,7 @@ func (o Options) withDefaults() Options {
 		o.Retry = 2 * time.Second
 	}
 	if o.Linger == 0 {
-		o.Linger = 2 * time.Millisecond
+		o.Linger = 5 * time.Millisecond
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -167,12 +167,12 @@ func (h *Hub) Run(ctx context.Context) error {
 			}
 		}
 		h.publish(enc.encode(recs))
-		full := len(recs) == fanoutBatch
+		n := len(recs)
 		clear(recs) // do not pin values until the next batch
 		if ctx.Err() != nil {
 			return nil
 		}
-		if h.opt.Linger > 0 && !full {
+		if h.opt.Linger > 0 && n < fanoutBatch {
 			// Each fan-out wakes every matching stream; at a thousand
 			// records a second one wake-up per record would cost more
 			// than the records themselves.
