@@ -47,7 +47,7 @@ ack_batch = 0
 		t.Errorf("default client_id = %q, want eddy-%s", a.ClientID, host)
 	}
 	if a.QoSLevel() != 1 || a.Keepalive.Duration != 30*time.Second || a.MaxPayload != 64<<10 ||
-		a.MaxTopics != 10000 || a.ReconnectMax.Duration != 30*time.Second || *a.AckBatch != 16 {
+		a.MaxTopics != 10000 || a.ReconnectMax.Duration != 30*time.Second || *a.AckBatch != 10 {
 		t.Errorf("defaults not applied: %+v", a)
 	}
 	if len(a.Map) != 2 || a.Map[0].Fields["wind.speed"] != "m/s" || a.Map[0].Fields["t"] != "°C" || a.Map[1].Unit != "bar" {

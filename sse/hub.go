@@ -25,11 +25,15 @@ type Options struct {
 	// with the time from its observation to the fan-out (for a latency
 	// histogram); it must be cheap and must not block.
 	ObserveLag func(time.Duration)
-	// Linger is how long the hub waits after a fan-out before the next
-	// one, so that records arriving close together reach the streams in
-	// one wake-up rather than one each. A record arriving after a quiet
-	// spell goes out at once; others wait at most this long. Default
-	// 5ms; negative: none.
+	// Linger caps how long the hub waits after a fan-out before the
+	// next one, so that records arriving close together reach the
+	// streams in one wake-up rather than one each. The wait is 5µs per
+	// open stream (about what waking one costs), at least 1ms after a
+	// fan-out of several records (they are arriving faster than
+	// fan-outs run), up to this cap: 1,000 streams wait the default
+	// cap, a handful of streams fed a record at a time not at all. A
+	// record arriving after a quiet spell goes out at once. Default 5ms;
+	// negative: none.
 	Linger time.Duration
 }
 
@@ -166,17 +170,17 @@ func (h *Hub) Run(ctx context.Context) error {
 				h.opt.ObserveLag(now.Sub(recs[i].Time))
 			}
 		}
-		h.publish(enc.encode(recs))
+		streams := h.publish(enc.encode(recs))
 		n := len(recs)
 		clear(recs) // do not pin values until the next batch
 		if ctx.Err() != nil {
 			return nil
 		}
-		if h.opt.Linger > 0 && n < fanoutBatch {
+		if wait := h.linger(streams, n); wait > 0 && n < fanoutBatch {
 			// Each fan-out wakes every matching stream; at a thousand
 			// records a second one wake-up per record would cost more
 			// than the records themselves.
-			linger.Reset(h.opt.Linger)
+			linger.Reset(wait)
 			select {
 			case <-linger.C:
 			case <-ctx.Done():
@@ -213,8 +217,35 @@ func (e *encoder) encode(recs []ringlog.Record) []event {
 	return evs
 }
 
-// publish hands evs to every matching attached stream.
-func (h *Hub) publish(evs []event) {
+// lingerPerStream is about the CPU time one stream's wake-up costs;
+// lingerCrowded the least wait after a fan-out of several records;
+// lingers shorter than minLinger are not worth a timer.
+const (
+	lingerPerStream = 5 * time.Microsecond
+	lingerCrowded   = time.Millisecond
+	minLinger       = 100 * time.Microsecond
+)
+
+// linger is how long to wait after a fan-out of records records to
+// streams streams.
+func (h *Hub) linger(streams, records int) time.Duration {
+	if h.opt.Linger <= 0 {
+		return 0
+	}
+	d := time.Duration(streams) * lingerPerStream
+	if records > 1 {
+		d = max(d, lingerCrowded)
+	}
+	d = min(d, h.opt.Linger)
+	if d < minLinger {
+		return 0
+	}
+	return d
+}
+
+// publish hands evs to every matching attached stream and returns the
+// number of streams being served.
+func (h *Hub) publish(evs []event) int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for key, g := range h.groups {
@@ -225,6 +256,7 @@ func (h *Hub) publish(evs []event) {
 	}
 	h.published = evs[len(evs)-1].seq
 	h.m.Published.Add(uint64(len(evs)))
+	return h.streams
 }
 
 // group is the attached streams that share one filter set, so that each

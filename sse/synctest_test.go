@@ -245,15 +245,22 @@ func TestQuietStreamOutlivesWriteTimeout(t *testing.T) {
 
 // TestLinger: a record after a quiet spell goes out at once; records
 // appended while the hub lingers after a fan-out go out together when
-// the linger ends, in one write per stream.
+// the linger ends, in one write per stream. 400 streams linger 2ms.
 func TestLinger(t *testing.T) {
 	connModes(t, func(t *testing.T, conn any) {
 		log := openLog(t, nil)
-		h := NewHub(log, Options{Linger: 5 * time.Millisecond})
+		h := NewHub(log, Options{})
 		defer runHub(h)()
 		w, stop := serveMemOn(t, h, "/events", conn)
 		defer stop()
+		for range 399 {
+			_, stop := serveMemOn(t, h, "/events", conn)
+			defer stop()
+		}
 		synctest.Wait()
+		if got := h.linger(h.Clients(), 1); got != 2*time.Millisecond {
+			t.Fatalf("linger with %d streams: %v, want 2ms", h.Clients(), got)
+		}
 		add := func() {
 			if _, err := log.Append(ringlog.Record{Topic: "a", Kind: ringlog.KindJSON, Value: []byte("1")}); err != nil {
 				t.Fatal(err)
@@ -277,7 +284,7 @@ func TestLinger(t *testing.T) {
 		if n, _ := state(); n != 1 {
 			t.Fatalf("1ms into the linger: %d events, want still 1", n)
 		}
-		time.Sleep(4*time.Millisecond - time.Nanosecond)
+		time.Sleep(time.Millisecond - time.Nanosecond)
 		if n, _ := state(); n != 1 {
 			t.Fatalf("just before the linger ends: %d events, want still 1", n)
 		}
@@ -291,4 +298,28 @@ func TestLinger(t *testing.T) {
 			t.Fatalf("after a quiet second: %d events, want 4 at once", n)
 		}
 	})
+}
+
+func TestLingerScales(t *testing.T) {
+	h := &Hub{opt: Options{}.withDefaults()}
+	for _, tc := range []struct {
+		streams, records int
+		want             time.Duration
+	}{
+		{0, 1, 0}, {1, 1, 0}, {19, 1, 0}, {20, 1, 100 * time.Microsecond},
+		{400, 1, 2 * time.Millisecond}, {1000, 1, 5 * time.Millisecond}, {10000, 1, 5 * time.Millisecond},
+		{1, 2, time.Millisecond}, {400, 2, 2 * time.Millisecond}, {1000, 50, 5 * time.Millisecond},
+	} {
+		if got := h.linger(tc.streams, tc.records); got != tc.want {
+			t.Errorf("linger(%d streams, %d records) = %v, want %v", tc.streams, tc.records, got, tc.want)
+		}
+	}
+	h.opt.Linger = 500 * time.Microsecond
+	if got := h.linger(1, 2); got != 500*time.Microsecond {
+		t.Errorf("Linger 500µs: linger(1, 2) = %v, want the cap", got)
+	}
+	h.opt.Linger = -1
+	if got := h.linger(1000, 5); got != 0 {
+		t.Errorf("Linger -1: linger(1000, 5) = %v, want 0", got)
+	}
 }
