@@ -7,7 +7,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 # Debian packages the tests need (real brokers, clients, emulators).
 DEB_DEPS := mosquitto curl qemu-user
 
-.PHONY: all build deps test test-unit test-cross test-arm test-arm64 lint bench fuzz cross clean
+.PHONY: all build deps test test-unit test-race test-cross test-arm test-arm64 lint bench fuzz cross clean
 
 all: build
 
@@ -24,9 +24,10 @@ deps:
 	fi
 	$(GO) mod download
 
-# test runs the whole suite: lint, unit and end-to-end tests, and the ring
-# log's tests on emulated ARMv6 (Pi Zero) and arm64.
-test: deps lint test-unit test-cross
+# test runs the whole suite: lint, unit and end-to-end tests, the same
+# under the race detector (streams are handed between goroutines), and the
+# ring log's tests on emulated ARMv6 (Pi Zero) and arm64.
+test: deps lint test-unit test-race test-cross
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -34,6 +35,9 @@ lint:
 
 test-unit:
 	$(GO) test -count=1 -timeout 15m ./...
+
+test-race:
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 15m ./...
 
 test-cross: test-arm test-arm64
 
