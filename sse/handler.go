@@ -119,7 +119,7 @@ func (s *stream) run(ctx context.Context) error {
 		s.h.attach(s.c, true)
 	}
 	s.buf = appendRetry(s.buf[:0], s.h.opt.Retry, "eddy events")
-	if err := s.flushBuf(); err != nil {
+	if err := s.flushBuf(time.Now()); err != nil {
 		return err
 	}
 	if s.c.p.resume {
@@ -235,7 +235,7 @@ func (s *stream) writeLive(w *connWriter) {
 	// or sends what it is given before it returns.
 	own := s.buf
 	s.buf = w.buf
-	detached, _, err := s.writeQueued()
+	detached, _, err := s.writeQueued(time.Now())
 	w.buf, s.buf = s.buf[:0], own
 	if cap(w.buf) > maxWriterBuf {
 		w.buf = nil
@@ -266,7 +266,7 @@ func (s *stream) idle() error {
 	now := time.Now()
 	if now.Sub(s.lastWrite) >= s.h.opt.Heartbeat {
 		s.buf = append(s.buf[:0], heartbeat...)
-		if err := s.flushBuf(); err != nil {
+		if err := s.flushBuf(now); err != nil {
 			return err
 		}
 	}
@@ -282,7 +282,7 @@ func (s *stream) idle() error {
 // drain writes what the client's queue holds, then, if the stream fell
 // out of live fan-out, catches up from the log.
 func (s *stream) drain(ctx context.Context) (time.Duration, error) {
-	detached, wait, err := s.writeQueued()
+	detached, wait, err := s.writeQueued(time.Now())
 	if err != nil {
 		return 0, err
 	}
@@ -295,11 +295,11 @@ func (s *stream) drain(ctx context.Context) (time.Duration, error) {
 // writeQueued writes what the client's queue holds and reports whether
 // the client left live fan-out and, in rate mode, how long until more
 // may go.
-func (s *stream) writeQueued() (detached bool, wait time.Duration, err error) {
-	evs, g, detached, wait := s.c.take(s.out, time.Now())
+func (s *stream) writeQueued(now time.Time) (detached bool, wait time.Duration, err error) {
+	evs, g, detached, wait := s.c.take(s.out, now)
 	s.out = evs
 	if len(evs) > 0 || g.dropped > 0 {
-		err = s.writeEvents(g, evs)
+		err = s.writeEvents(g, evs, now)
 		s.h.m.Delivered.Add(uint64(len(evs)))
 		clear(s.out) // release the frames
 	}
@@ -310,7 +310,7 @@ func (s *stream) writeQueued() (detached bool, wait time.Duration, err error) {
 // flushes once. One Write matters: HTTP/3's ResponseWriter does not
 // buffer, so each Write becomes its own DATA frame and a wake-up of the
 // QUIC connection's sender.
-func (s *stream) writeEvents(g gap, evs []*event) error {
+func (s *stream) writeEvents(g gap, evs []*event, now time.Time) error {
 	s.buf = s.buf[:0]
 	if g.dropped > 0 {
 		s.h.m.Gaps.Add(1)
@@ -318,14 +318,15 @@ func (s *stream) writeEvents(g gap, evs []*event) error {
 	}
 	for _, ev := range evs {
 		if len(s.buf) >= replayChunk {
-			if err := s.writeBuf(); err != nil {
+			if err := s.writeBuf(now); err != nil {
 				return err
 			}
 			s.buf = s.buf[:0]
+			now = time.Now() // the write may have waited
 		}
 		s.buf = append(s.buf, ev.frame...)
 	}
-	return s.flushBuf()
+	return s.flushBuf(now)
 }
 
 // catchUp reads the log after the client's cursor and writes what
@@ -393,7 +394,7 @@ func (s *stream) writeReplay(g gap) error {
 		n++
 		if len(s.buf) >= replayChunk {
 			// Write as we go: values can be large, the buffer stays small.
-			if err := s.writeBuf(); err != nil {
+			if err := s.writeBuf(time.Now()); err != nil {
 				return err
 			}
 			s.buf = s.buf[:0]
@@ -402,7 +403,7 @@ func (s *stream) writeReplay(g gap) error {
 	if n == 0 && g.dropped == 0 {
 		return nil
 	}
-	return s.flushBuf()
+	return s.flushBuf(time.Now())
 }
 
 // goodbye ends the stream at shutdown with a retry hint between 1x and 3x
@@ -420,21 +421,21 @@ func (s *stream) goodbye() error {
 	if _, err := s.w.Write(s.buf); err != nil {
 		return s.writeErr(err)
 	}
-	return s.flush()
+	return s.flush(time.Now())
 }
 
 // goodbyeTimeout bounds the last write of a stream at shutdown.
 const goodbyeTimeout = time.Second
 
 // flushBuf writes s.buf and flushes.
-func (s *stream) flushBuf() error {
-	if err := s.writeBuf(); err != nil {
+func (s *stream) flushBuf(now time.Time) error {
+	if err := s.writeBuf(now); err != nil {
 		return err
 	}
 	if cap(s.buf) > maxIdleBuf && !s.handed {
 		s.buf = nil // an idle stream should not keep a replay-sized buffer
 	}
-	return s.flush()
+	return s.flush(now)
 }
 
 // maxIdleBuf is the largest buffer a stream keeps between writes;
@@ -446,8 +447,8 @@ const (
 )
 
 // writeBuf writes s.buf under a write deadline.
-func (s *stream) writeBuf() error {
-	if err := s.arm(); err != nil {
+func (s *stream) writeBuf(now time.Time) error {
+	if err := s.arm(now); err != nil {
 		return err
 	}
 	if _, err := s.w.Write(s.buf); err != nil {
@@ -461,11 +462,10 @@ func (s *stream) writeBuf() error {
 // Setting a deadline costs a message to the HTTP/2 connection's
 // goroutine, so a busy stream re-arms only every quarter WriteTimeout,
 // not on every write, and never lifts it between writes (see idle).
-func (s *stream) arm() error {
+func (s *stream) arm(now time.Time) error {
 	if s.noDeadline {
 		return nil
 	}
-	now := time.Now()
 	wt := s.h.opt.WriteTimeout
 	if !s.deadline.IsZero() && s.deadline.Sub(now) >= wt*3/4 {
 		return nil
@@ -484,11 +484,11 @@ func (s *stream) arm() error {
 }
 
 // flush sends what was written.
-func (s *stream) flush() error {
+func (s *stream) flush(now time.Time) error {
 	if err := s.rc.Flush(); err != nil {
 		return s.writeErr(err)
 	}
-	s.lastWrite = time.Now()
+	s.lastWrite = now
 	return nil
 }
 
