@@ -217,9 +217,16 @@ func (cs *clientSet) close() {
 // one connection and no other client's.
 func newClient(p proto, tc *tls.Config) (*http.Client, func()) {
 	if p == protoH3 {
+		// Flow-control windows as Chromium's (6 MB per stream, 15 MB per
+		// connection) rather than quic-go's smaller starting ones, which
+		// make the server wait for window updates from a busy client.
 		tr := &http3.Transport{TLSClientConfig: tc, QUICConfig: &quic.Config{
-			MaxIdleTimeout:  60 * time.Second,
-			KeepAlivePeriod: 10 * time.Second,
+			MaxIdleTimeout:                 60 * time.Second,
+			KeepAlivePeriod:                10 * time.Second,
+			InitialStreamReceiveWindow:     6 << 20,
+			MaxStreamReceiveWindow:         6 << 20,
+			InitialConnectionReceiveWindow: 15 << 20,
+			MaxConnectionReceiveWindow:     15 << 20,
 		}}
 		return &http.Client{Transport: tr}, func() { tr.Close() }
 	}
@@ -289,7 +296,8 @@ var (
 // {"seq":N,"topic":"...","ts":"2026-11-23T17:00:00.123Z","value":SENT_NS}
 func (st *streamStats) reading(line []byte, now int64, ts *tsParser, record *recordWindow) {
 	data := line[len(dataPrefix):]
-	seq, _ := atoi(digitsAfter(data, seqField))
+	seqDigits := digitsAfter(data, seqField)
+	seq, _ := atoi(seqDigits)
 	prev := st.lastSeq.Load()
 	if prev != 0 && seq != prev+1 {
 		st.jumps.Add(1)
@@ -300,13 +308,20 @@ func (st *streamStats) reading(line []byte, now int64, ts *tsParser, record *rec
 	st.lastSeq.Store(seq)
 	st.lastRecv.Store(now)
 	st.events.Add(1)
-	sent, ok := atoi(digitsAfter(data, valueField))
-	if !ok || !record.has(int64(sent)) {
-		return // not a value the tool published, or not in the window
+	// The fields come in eddy's order (seq, topic, ts, value): scan on
+	// from each to the next rather than from the start.
+	rest := data
+	if i := bytes.Index(data, seqField); i >= 0 {
+		rest = data[i+len(seqField)+len(seqDigits):]
 	}
 	var appAt int64
-	if i := bytes.Index(data, tsField); i >= 0 {
-		appAt = ts.parse(data[i+len(tsField):])
+	if i := bytes.Index(rest, tsField); i >= 0 {
+		rest = rest[i+len(tsField):]
+		appAt = ts.parse(rest)
+	}
+	sent, ok := atoi(digitsAfter(rest, valueField))
+	if !ok || !record.has(int64(sent)) {
+		return // not a value the tool published, or not in the window
 	}
 	st.mu.Lock()
 	if st.pub == nil {
