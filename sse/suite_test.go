@@ -37,6 +37,7 @@ func runStreamSuite(t *testing.T, serve serveFunc) {
 		{"StalledClientDropped", testStalledClientDropped},
 		{"SlowConsumerIsolation", testSlowConsumerIsolation},
 		{"ConnWriters", testConnWriters},
+		{"StalledStreamOnSharedConnection", testStalledStreamOnSharedConnection},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, serve) })
 	}
@@ -531,4 +532,64 @@ func (e *env) writerRefs() string {
 	}
 	slices.Sort(refs)
 	return strings.Trim(strings.Join(strings.Fields(fmt.Sprint(refs)), ","), "[]")
+}
+
+// testStalledStreamOnSharedConnection: a stream that is never read, on the
+// connection of two exact-mode streams that are, holds their writes up at
+// most until its write deadline drops it (one writer serves the
+// connection); they then catch up and lose nothing.
+func testStalledStreamOnSharedConnection(t *testing.T, serve serveFunc) {
+	e := newEnv(t, serve, nil, Options{ClientBuffer: 64, WriteTimeout: 300 * time.Millisecond})
+	e.run(t)
+	e.open(t, "", nil) // stalled: never read after the preamble
+	var fast []*streamReader
+	for range 2 {
+		sr, _ := e.open(t, "?mode=exact", nil)
+		fast = append(fast, sr)
+	}
+	first := e.log.LastSeq() + 1
+	const total = 400
+	last := first + total - 1
+	var wg sync.WaitGroup
+	results := make([][]reading, len(fast))
+	for i, sr := range fast {
+		wg.Go(func() {
+			var rs []reading
+			for {
+				it, err := nextItem(sr)
+				if err != nil {
+					t.Errorf("fast stream %d: %v", i, err)
+					return
+				}
+				if it.gap != nil {
+					t.Errorf("fast stream %d: gap %+v", i, *it.gap)
+					return
+				}
+				rs = append(rs, *it.reading)
+				if it.reading.Seq >= last {
+					results[i] = rs
+					return
+				}
+			}
+		})
+	}
+	// Big records fill the stalled stream's flow-control window (HTTP/2,
+	// HTTP/3) many times over.
+	for i := range total {
+		if _, err := e.log.Append(ringlog.Record{Topic: "big", Kind: ringlog.KindText, Value: bigValue(64 << 10)}); err != nil {
+			t.Fatal(err)
+		}
+		if i%10 == 9 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	wg.Wait()
+	for i, rs := range results {
+		if rs != nil {
+			checkContiguous(t, rs, first, last)
+		} else if !t.Failed() {
+			t.Errorf("fast stream %d got nothing", i)
+		}
+	}
+	waitFor(t, "the stalled stream to be dropped", func() bool { return e.m.WriteErrors.Load() >= 1 })
 }
