@@ -539,7 +539,7 @@ func (e *env) writerRefs() string {
 // most until its write deadline drops it (one writer serves the
 // connection); they then catch up and lose nothing.
 func testStalledStreamOnSharedConnection(t *testing.T, serve serveFunc) {
-	e := newEnv(t, serve, nil, Options{ClientBuffer: 64, WriteTimeout: 300 * time.Millisecond})
+	e := newEnv(t, serve, nil, Options{ClientBuffer: 64, WriteTimeout: time.Second})
 	e.run(t)
 	e.open(t, "", nil) // stalled: never read after the preamble
 	var fast []*streamReader
@@ -548,7 +548,7 @@ func testStalledStreamOnSharedConnection(t *testing.T, serve serveFunc) {
 		fast = append(fast, sr)
 	}
 	first := e.log.LastSeq() + 1
-	const total = 400
+	const total = 200
 	last := first + total - 1
 	var wg sync.WaitGroup
 	results := make([][]reading, len(fast))
