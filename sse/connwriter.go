@@ -27,12 +27,13 @@ type connWriter struct {
 	wake chan struct{} // cap 1: ready grew
 	stop chan struct{} // closed when the connection's last stream ends
 
-	buf []byte // the streams' write buffer; only run uses it
+	// Only run uses these.
+	buf   []byte    // the streams' write buffer
+	spare []*stream // the other half of ready
 
 	mu    sync.Mutex // protects ready and each stream's queued
 	ready []*stream  // handed-over streams whose queue changed, each once
-	spare []*stream
-	refs  int // streams of this connection being served; under Hub.cmu
+	refs  int        // streams of this connection being served; under Hub.cmu
 }
 
 func newConnWriter() *connWriter {
@@ -66,17 +67,13 @@ func (w *connWriter) run() {
 		for _, s := range batch {
 			s.queued = false
 		}
-		w.ready, w.spare = w.spare[:0], nil
+		w.ready = w.spare[:0]
 		w.mu.Unlock()
 		for _, s := range batch {
 			s.writeLive(w)
 		}
 		clear(batch)
-		w.mu.Lock()
-		if w.spare == nil {
-			w.spare = batch[:0]
-		}
-		w.mu.Unlock()
+		w.spare = batch
 	}
 }
 

@@ -228,7 +228,7 @@ func (s *stream) handBack(err error) {
 func (s *stream) writeLive(w *connWriter) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.handed || s.cw != w {
+	if !s.handed {
 		return
 	}
 	// The connection's streams share the writer's buffer: a Write copies

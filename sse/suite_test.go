@@ -417,25 +417,7 @@ func testSlowConsumerIsolation(t *testing.T, serve serveFunc) {
 	var wg sync.WaitGroup
 	results := make([][]reading, fast)
 	for i, sr := range fastStreams {
-		wg.Go(func() {
-			var rs []reading
-			for {
-				it, err := nextItem(sr)
-				if err != nil {
-					t.Errorf("fast client %d: %v", i, err)
-					return
-				}
-				if it.gap != nil {
-					t.Errorf("fast client %d: gap %+v", i, *it.gap)
-					return
-				}
-				rs = append(rs, *it.reading)
-				if it.reading.Seq >= last {
-					results[i] = rs
-					return
-				}
-			}
-		})
+		wg.Go(func() { results[i] = readThrough(t, fmt.Sprintf("fast client %d", i), sr, last) })
 	}
 	var slowGot []reading
 	wg.Go(func() {
@@ -553,25 +535,7 @@ func testStalledStreamOnSharedConnection(t *testing.T, serve serveFunc) {
 	var wg sync.WaitGroup
 	results := make([][]reading, len(fast))
 	for i, sr := range fast {
-		wg.Go(func() {
-			var rs []reading
-			for {
-				it, err := nextItem(sr)
-				if err != nil {
-					t.Errorf("fast stream %d: %v", i, err)
-					return
-				}
-				if it.gap != nil {
-					t.Errorf("fast stream %d: gap %+v", i, *it.gap)
-					return
-				}
-				rs = append(rs, *it.reading)
-				if it.reading.Seq >= last {
-					results[i] = rs
-					return
-				}
-			}
-		})
+		wg.Go(func() { results[i] = readThrough(t, fmt.Sprintf("fast stream %d", i), sr, last) })
 	}
 	// Big records fill the stalled stream's flow-control window (HTTP/2,
 	// HTTP/3) many times over.
@@ -592,4 +556,25 @@ func testStalledStreamOnSharedConnection(t *testing.T, serve serveFunc) {
 		}
 	}
 	waitFor(t, "the stalled stream to be dropped", func() bool { return e.m.WriteErrors.Load() >= 1 })
+}
+
+// readThrough reads readings until seq last, failing the test (from any
+// goroutine) and returning nil on an error or a gap.
+func readThrough(t *testing.T, name string, sr *streamReader, last uint64) []reading {
+	var rs []reading
+	for {
+		it, err := nextItem(sr)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			return nil
+		}
+		if it.gap != nil {
+			t.Errorf("%s: gap %+v", name, *it.gap)
+			return nil
+		}
+		rs = append(rs, *it.reading)
+		if it.reading.Seq >= last {
+			return rs
+		}
+	}
 }

@@ -296,7 +296,14 @@ var (
 // {"seq":N,"topic":"...","ts":"2026-11-23T17:00:00.123Z","value":SENT_NS}
 func (st *streamStats) reading(line []byte, now int64, ts *tsParser, record *recordWindow) {
 	data := line[len(dataPrefix):]
-	seqDigits := digitsAfter(data, seqField)
+	// The fields come in eddy's order (seq, topic, ts, value): scan on
+	// from each to the next rather than from the start.
+	rest := data
+	if i := bytes.Index(data, seqField); i >= 0 {
+		rest = data[i+len(seqField):]
+	}
+	seqDigits := leadingDigits(rest)
+	rest = rest[len(seqDigits):]
 	seq, _ := atoi(seqDigits)
 	prev := st.lastSeq.Load()
 	if prev != 0 && seq != prev+1 {
@@ -308,12 +315,6 @@ func (st *streamStats) reading(line []byte, now int64, ts *tsParser, record *rec
 	st.lastSeq.Store(seq)
 	st.lastRecv.Store(now)
 	st.events.Add(1)
-	// The fields come in eddy's order (seq, topic, ts, value): scan on
-	// from each to the next rather than from the start.
-	rest := data
-	if i := bytes.Index(data, seqField); i >= 0 {
-		rest = data[i+len(seqField)+len(seqDigits):]
-	}
 	var appAt int64
 	if i := bytes.Index(rest, tsField); i >= 0 {
 		rest = rest[i+len(tsField):]
@@ -340,7 +341,11 @@ func digitsAfter(b, key []byte) []byte {
 	if i < 0 {
 		return nil
 	}
-	b = b[i+len(key):]
+	return leadingDigits(b[i+len(key):])
+}
+
+// leadingDigits returns the decimal digits b starts with.
+func leadingDigits(b []byte) []byte {
 	n := 0
 	for n < len(b) && b[n] >= '0' && b[n] <= '9' {
 		n++
