@@ -134,6 +134,7 @@ func RegisterHub(reg prometheus.Registerer, h *sse.Hub, m *sse.Metrics) {
 			func() float64 { return float64(h.Clients()) }),
 		counter("published_total", "Records fanned out live.", m.Published.Load),
 		counter("events_sent_total", "Reading events written to streams, live or replayed.", m.Delivered.Load),
+		counter("flushes_total", "Writes flushed to streams; events_sent_total / flushes_total is how many events a write carries.", m.Flushes.Load),
 		counter("replayed_total", "Events read from the ring log (resume, exact catch-up).", m.Replayed.Load),
 		counter("dropped_total", "Events dropped for slow streams (downsample, rate).", m.Dropped.Load),
 		counter("gaps_total", "Gap events written.", m.Gaps.Load),

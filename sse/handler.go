@@ -488,6 +488,7 @@ func (s *stream) flush(now time.Time) error {
 	if err := s.rc.Flush(); err != nil {
 		return s.writeErr(err)
 	}
+	s.h.m.Flushes.Add(1)
 	s.lastWrite = now
 	return nil
 }

@@ -68,6 +68,7 @@ func (o Options) withDefaults() Options {
 type Metrics struct {
 	Published   atomic.Uint64 // records the hub fanned out live
 	Delivered   atomic.Uint64 // reading events written to streams, live or replayed
+	Flushes     atomic.Uint64 // writes flushed to streams; Delivered/Flushes is how well they batch
 	Replayed    atomic.Uint64 // of Delivered, those read from the ring log (resume, exact catch-up)
 	Dropped     atomic.Uint64 // events dropped for slow streams (downsample, rate)
 	Gaps        atomic.Uint64 // gap events written

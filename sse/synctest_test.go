@@ -274,6 +274,7 @@ func TestLinger(t *testing.T) {
 			return len(evs), w.flushes
 		}
 		_, f0 := state()
+		m0 := h.m.Flushes.Load()
 		add()
 		if n, f := state(); n != 1 || f != f0+1 {
 			t.Fatalf("a first record: %d events in %d flushes, want 1 in 1", n, f-f0)
@@ -291,6 +292,9 @@ func TestLinger(t *testing.T) {
 		time.Sleep(time.Nanosecond)
 		if n, f := state(); n != 3 || f != f0+2 {
 			t.Fatalf("when the linger ends: %d events in %d flushes, want 3 in 2", n, f-f0)
+		}
+		if m := h.m.Flushes.Load() - m0; m != 2*400 {
+			t.Fatalf("Metrics.Flushes counted %d flushes of the 400 streams, want 800", m)
 		}
 		time.Sleep(time.Second) // quiet
 		add()

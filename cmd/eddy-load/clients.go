@@ -23,7 +23,7 @@ import (
 type proto string
 
 const (
-	protoH2 proto = "h2" // net/http over TLS/TCP
+	protoH2 proto = "h2" // HTTP/2 over TLS/TCP, a Chromium-like client (h2conn)
 	protoH3 proto = "h3" // quic-go's http3.Transport over QUIC
 )
 
@@ -140,10 +140,11 @@ func connect(ctx context.Context, srv *server, spec connectSpec) (*clientSet, er
 // openGroup opens n streams over one new connection, one at a time so that
 // they share it, and waits until each is ready.
 func (cs *clientSet) openGroup(url string, p proto, tc *tls.Config, n int) error {
-	client, closeFn := newClient(p, tc.Clone())
-	cs.closeMu.Lock()
-	cs.closers = append(cs.closers, closeFn)
-	cs.closeMu.Unlock()
+	if p == protoH2 {
+		return cs.openH2Group(url, tc, n)
+	}
+	client, closeFn := newH3Client(tc.Clone())
+	cs.addCloser(closeFn)
 	for range n {
 		st := &streamStats{proto: p}
 		req, err := http.NewRequestWithContext(cs.ctx, http.MethodGet, url, nil)
@@ -155,7 +156,7 @@ func (cs *clientSet) openGroup(url string, p proto, tc *tls.Config, n int) error
 		if err != nil {
 			return fmt.Errorf("load: open %s stream: %w", p, err)
 		}
-		if resp.StatusCode != http.StatusOK || resp.ProtoMajor != map[proto]int{protoH2: 2, protoH3: 3}[p] {
+		if resp.StatusCode != http.StatusOK || resp.ProtoMajor != 3 {
 			b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 			resp.Body.Close()
 			return fmt.Errorf("load: open %s stream: %s %s: %s", p, resp.Proto, resp.Status, b)
@@ -186,6 +187,53 @@ func (cs *clientSet) openGroup(url string, p proto, tc *tls.Config, n int) error
 	return nil
 }
 
+// openH2Group is openGroup for HTTP/2.
+func (cs *clientSet) openH2Group(url string, tc *tls.Config, n int) error {
+	hc, err := dialH2(cs.ctx, url, tc.Clone(), func(err error) {
+		if cs.ctx.Err() == nil {
+			cs.ended.Add(1)
+			cs.setErr(fmt.Errorf("load: h2 stream ended: %w", err))
+		}
+	})
+	if err != nil {
+		if cs.ctx.Err() != nil {
+			return nil // connect reports the timeout
+		}
+		return fmt.Errorf("load: open h2 connection: %w", err)
+	}
+	cs.addCloser(hc.close)
+	cs.wg.Add(1)
+	go func() {
+		defer cs.wg.Done()
+		hc.readLoop()
+	}()
+	for range n {
+		st := &streamStats{proto: protoH2}
+		ready := make(chan struct{})
+		s, err := hc.open(st, &cs.record, ready)
+		if err != nil {
+			return fmt.Errorf("load: open h2 stream: %w", err)
+		}
+		cs.sMu.Lock()
+		cs.streams = append(cs.streams, st)
+		cs.sMu.Unlock()
+		select {
+		case <-ready:
+		case <-s.ended:
+			return fmt.Errorf("load: open h2 stream: %w", s.err)
+		case <-cs.ctx.Done():
+			return nil // connect reports the timeout
+		}
+	}
+	return nil
+}
+
+func (cs *clientSet) addCloser(f func()) {
+	cs.closeMu.Lock()
+	defer cs.closeMu.Unlock()
+	cs.closers = append(cs.closers, f)
+}
+
 func (cs *clientSet) setErr(err error) {
 	cs.errMu.Lock()
 	defer cs.errMu.Unlock()
@@ -201,38 +249,33 @@ func (cs *clientSet) err() error {
 	return cs.first
 }
 
-// close ends every stream, waits for the readers and closes the
-// connections.
+// close ends every stream, closes the connections and waits for the
+// readers.
 func (cs *clientSet) close() {
 	cs.cancel()
-	cs.wg.Wait()
 	cs.closeMu.Lock()
-	defer cs.closeMu.Unlock()
 	for _, c := range cs.closers {
 		c()
 	}
+	cs.closeMu.Unlock()
+	cs.wg.Wait()
 }
 
-// newClient is a client with its own transport, so that its streams share
-// one connection and no other client's.
-func newClient(p proto, tc *tls.Config) (*http.Client, func()) {
-	if p == protoH3 {
-		// Flow-control windows as Chromium's (6 MB per stream, 15 MB per
-		// connection) rather than quic-go's smaller starting ones, which
-		// make the server wait for window updates from a busy client.
-		tr := &http3.Transport{TLSClientConfig: tc, QUICConfig: &quic.Config{
-			MaxIdleTimeout:                 60 * time.Second,
-			KeepAlivePeriod:                10 * time.Second,
-			InitialStreamReceiveWindow:     6 << 20,
-			MaxStreamReceiveWindow:         6 << 20,
-			InitialConnectionReceiveWindow: 15 << 20,
-			MaxConnectionReceiveWindow:     15 << 20,
-		}}
-		return &http.Client{Transport: tr}, func() { tr.Close() }
-	}
-	tr := &http.Transport{TLSClientConfig: tc, ForceAttemptHTTP2: true, MaxConnsPerHost: 1,
-		ResponseHeaderTimeout: 15 * time.Second}
-	return &http.Client{Transport: tr}, tr.CloseIdleConnections
+// newH3Client is an HTTP/3 client with its own transport, so that its
+// streams share one connection and no other client's.
+func newH3Client(tc *tls.Config) (*http.Client, func()) {
+	// Flow-control windows as Chromium's (6 MB per stream, 15 MB per
+	// connection) rather than quic-go's smaller starting ones, which
+	// make the server wait for window updates from a busy client.
+	tr := &http3.Transport{TLSClientConfig: tc, QUICConfig: &quic.Config{
+		MaxIdleTimeout:                 60 * time.Second,
+		KeepAlivePeriod:                10 * time.Second,
+		InitialStreamReceiveWindow:     6 << 20,
+		MaxStreamReceiveWindow:         6 << 20,
+		InitialConnectionReceiveWindow: 15 << 20,
+		MaxConnectionReceiveWindow:     15 << 20,
+	}}
+	return &http.Client{Transport: tr}, func() { tr.Close() }
 }
 
 // read parses the stream until it fails, counting readings and gaps and
@@ -241,8 +284,7 @@ func newClient(p proto, tc *tls.Config) (*http.Client, func()) {
 func (st *streamStats) read(body io.Reader, record *recordWindow, ready chan struct{}) error {
 	tr := &timedReader{r: body}
 	br := bufio.NewReaderSize(tr, 8<<10)
-	var ts tsParser
-	gap, started := false, false
+	p := sseLines{st: st, record: record, ready: ready}
 	for {
 		line, err := br.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) {
@@ -251,24 +293,79 @@ func (st *streamStats) read(body io.Reader, record *recordWindow, ready chan str
 		if err != nil {
 			return err
 		}
-		if !started {
-			started = true
-			close(ready)
-		}
-		switch {
-		case bytes.HasPrefix(line, dataPrefix):
-			if gap {
-				st.gaps.Add(1)
-				continue
-			}
-			st.reading(line, tr.at, &ts, record)
-		case bytes.HasPrefix(line, gapEvent):
-			gap = true
-		case len(line) <= 2: // "\n" or "\r\n": end of event
-			gap = false
-		}
+		p.line(line, tr.at)
 	}
 }
+
+// sseLines interprets one stream's lines.
+type sseLines struct {
+	st      *streamStats
+	record  *recordWindow
+	ready   chan struct{} // closed at the first line
+	ts      tsParser
+	gap     bool   // in a gap event
+	partial []byte // feed: the start of a line that has not ended yet
+	long    bool   // feed: that line is longer than maxLine
+}
+
+// line handles one line, "\n" included, received at now (unix ns).
+func (p *sseLines) line(line []byte, now int64) {
+	if p.ready != nil {
+		close(p.ready)
+		p.ready = nil
+	}
+	switch {
+	case bytes.HasPrefix(line, dataPrefix):
+		if p.gap {
+			p.st.gaps.Add(1)
+			return
+		}
+		p.st.reading(line, now, &p.ts, p.record)
+	case bytes.HasPrefix(line, gapEvent):
+		p.gap = true
+	case len(line) <= 2: // "\n" or "\r\n": end of event
+		p.gap = false
+	}
+}
+
+// feed handles a chunk of the stream, whose lines may begin or end in
+// other chunks.
+func (p *sseLines) feed(b []byte, now int64) {
+	if len(p.partial) > 0 || p.long {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			p.keep(b)
+			return
+		}
+		p.keep(b[:i+1])
+		if !p.long {
+			p.line(p.partial, now)
+		}
+		p.partial, p.long = p.partial[:0], false
+		b = b[i+1:]
+	}
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			p.keep(b)
+			return
+		}
+		p.line(b[:i+1], now)
+		b = b[i+1:]
+	}
+}
+
+// keep holds the start of an unfinished line, up to maxLine bytes: a
+// longer line is no reading of ours.
+func (p *sseLines) keep(b []byte) {
+	if p.long || len(p.partial)+len(b) > maxLine {
+		p.partial, p.long = p.partial[:0], true
+		return
+	}
+	p.partial = append(p.partial, b...)
+}
+
+const maxLine = 8 << 10
 
 // timedReader notes when each Read returned: the receive time of what it
 // read. (Asking the clock once per read rather than once per event keeps
@@ -287,21 +384,19 @@ func (t *timedReader) Read(p []byte) (int, error) {
 var (
 	dataPrefix = []byte("data: ")
 	gapEvent   = []byte("event: gap")
-	tsField    = []byte(`"ts":"`)
-	valueField = []byte(`"value":`)
 	seqField   = []byte(`{"seq":`)
+	topicField = []byte(`,"topic":"`)
+	tsField    = []byte(`,"ts":"`)
+	valueField = []byte(`,"value":`)
 )
 
 // reading handles one reading's data line:
 // {"seq":N,"topic":"...","ts":"2026-11-23T17:00:00.123Z","value":SENT_NS}
+// It runs a million times a second, so it expects eddy's field order and
+// checks each field where it should be before searching for it.
 func (st *streamStats) reading(line []byte, now int64, ts *tsParser, record *recordWindow) {
 	data := line[len(dataPrefix):]
-	// The fields come in eddy's order (seq, topic, ts, value): scan on
-	// from each to the next rather than from the start.
-	rest := data
-	if i := bytes.Index(data, seqField); i >= 0 {
-		rest = data[i+len(seqField):]
-	}
+	rest := after(data, seqField)
 	seqDigits := leadingDigits(rest)
 	rest = rest[len(seqDigits):]
 	seq, _ := atoi(seqDigits)
@@ -315,12 +410,24 @@ func (st *streamStats) reading(line []byte, now int64, ts *tsParser, record *rec
 	st.lastSeq.Store(seq)
 	st.lastRecv.Store(now)
 	st.events.Add(1)
-	var appAt int64
-	if i := bytes.Index(rest, tsField); i >= 0 {
-		rest = rest[i+len(tsField):]
-		appAt = ts.parse(rest)
+	if bytes.HasPrefix(rest, topicField) {
+		// Skip the topic: a quote inside it would be escaped as \".
+		topic := rest[len(topicField):]
+		if i := bytes.IndexByte(topic, '"'); i > 0 && topic[i-1] != '\\' {
+			rest = topic[i+1:]
+		}
 	}
-	sent, ok := atoi(digitsAfter(rest, valueField))
+	var appAt int64
+	if rest = after(rest, tsField); len(rest) > 0 {
+		if appAt = ts.parse(rest); appAt > 0 {
+			rest = rest[len(tsLayout)+1:] // past the closing quote
+		}
+	}
+	value := after(rest, valueField)
+	if value == nil {
+		value = after(data, valueField) // before ts, then
+	}
+	sent, ok := atoi(leadingDigits(value))
 	if !ok || !record.has(int64(sent)) {
 		return // not a value the tool published, or not in the window
 	}
@@ -335,13 +442,17 @@ func (st *streamStats) reading(line []byte, now int64, ts *tsParser, record *rec
 	st.mu.Unlock()
 }
 
-// digitsAfter returns the decimal digits that follow key in b.
-func digitsAfter(b, key []byte) []byte {
+// after returns what follows key in b: at once when b starts with key,
+// by searching otherwise; nil when key is absent.
+func after(b, key []byte) []byte {
+	if bytes.HasPrefix(b, key) {
+		return b[len(key):]
+	}
 	i := bytes.Index(b, key)
 	if i < 0 {
 		return nil
 	}
-	return leadingDigits(b[i+len(key):])
+	return b[i+len(key):]
 }
 
 // leadingDigits returns the decimal digits b starts with.
@@ -366,6 +477,8 @@ func atoi(d []byte) (uint64, bool) {
 	return v, true
 }
 
+const tsLayout = "2006-01-02T15:04:05.000Z"
+
 // tsParser parses eddy's "2006-01-02T15:04:05.000Z" timestamps into unix
 // nanoseconds, caching the day so that the common case is arithmetic.
 type tsParser struct {
@@ -375,8 +488,7 @@ type tsParser struct {
 
 // parse returns 0 when b does not start with such a timestamp.
 func (p *tsParser) parse(b []byte) int64 {
-	const layout = "2006-01-02T15:04:05.000Z"
-	if len(b) < len(layout) || b[10] != 'T' || b[19] != '.' || b[23] != 'Z' {
+	if len(b) <= len(tsLayout) || b[10] != 'T' || b[19] != '.' || b[23] != 'Z' || b[24] != '"' {
 		return 0
 	}
 	if !bytes.Equal(p.day[:], b[:10]) {

@@ -69,3 +69,46 @@ func TestStreamRead(t *testing.T) {
 		t.Errorf("append latency %v out of range", q)
 	}
 }
+
+// TestFeedChunks feeds the same stream to sseLines in chunks of every
+// size from 1 byte: lines split across chunks are put back together,
+// a line longer than maxLine is skipped without derailing the next, and
+// fields out of eddy's usual order (after seq) are still found.
+func TestFeedChunks(t *testing.T) {
+	now := time.Now()
+	ts := now.UTC().Format(tsLayout)
+	line := func(seq int, order string) string {
+		fields := map[string]string{
+			"seq": "\"seq\":" + strconv.Itoa(seq), "topic": `"topic":"load/\"1\""`,
+			"ts": `"ts":"` + ts + `"`, "value": `"value":` + strconv.FormatInt(now.UnixNano(), 10),
+		}
+		var b strings.Builder
+		for i, f := range strings.Fields(order) {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(fields[f])
+		}
+		return "id: " + strconv.Itoa(seq) + "\nevent: reading\ndata: {" + b.String() + "}\n\n"
+	}
+	stream := "retry: 2000\n\n" + line(1, "seq topic ts value") + ": " + strings.Repeat("x", maxLine+10) + "\n\n" +
+		line(2, "seq value ts topic") + line(3, "seq topic ts value")
+	for size := 1; size <= 64; size++ {
+		var st streamStats
+		var record recordWindow
+		record.set(0, math.MaxInt64)
+		p := sseLines{st: &st, record: &record, ready: make(chan struct{})}
+		for b := []byte(stream); len(b) > 0; {
+			n := min(size, len(b))
+			p.feed(b[:n], now.Add(time.Millisecond).UnixNano())
+			b = b[n:]
+		}
+		pub, app := st.takeHists()
+		if st.events.Load() != 3 || st.jumps.Load() != 0 || st.lastSeq.Load() != 3 {
+			t.Fatalf("chunks of %d: events %d jumps %d last %d; want 3 0 3", size, st.events.Load(), st.jumps.Load(), st.lastSeq.Load())
+		}
+		if pub == nil || pub.n != 3 || app.n != 3 {
+			t.Fatalf("chunks of %d: %d publish and %d append latencies, want 3 each", size, pub.n, app.n)
+		}
+	}
+}

@@ -10,10 +10,11 @@ import (
 // 128 ns, then 64 buckets per power of two, so a reported quantile is
 // within 1/64 (1.6 %) of the true value. It holds any number of samples
 // in fixed memory, which lets a million deliveries a second be recorded
-// without keeping them. The zero value is empty and ready; it is not safe
-// for concurrent use.
+// without keeping them; 32-bit counts (up to 4 billion samples a bucket)
+// keep a thousand streams' histograms small enough to stay in cache. The
+// zero value is empty and ready; it is not safe for concurrent use.
 type hist struct {
-	counts [histBuckets]uint64
+	counts [histBuckets]uint32
 	n      uint64
 	max    int64
 }
@@ -78,7 +79,7 @@ func (h *hist) quantile(q float64) time.Duration {
 	rank = min(max(rank, 1), h.n)
 	var seen uint64
 	for i, c := range h.counts {
-		seen += c
+		seen += uint64(c)
 		if seen >= rank {
 			return time.Duration(min(bucketMid(i), h.max))
 		}

@@ -41,9 +41,9 @@ func (r *streamResult) drops() float64 {
 func printStreamLine(w io.Writer, r *streamResult) {
 	h2, h3 := r.appByProto[protoH2], r.appByProto[protoH3]
 	fmt.Fprintf(w, "stream %-8s run %d rate %5d/s: appended %.0f/s, %9.0f deliveries/s, append->recv p50 %.2f p99 %.2f ms (h2 p99 %.2f, h3 p99 %.2f), pub->recv p50 %.2f p99 %.2f ms, "+
-		"server %.2f µs/delivery, cores server %.2f tool %.2f broker %.2f, RSS %.1f MiB, published %d, gaps %d, jumps %d, missing %d, server dropped %.0f, drained %v, ended %d\n",
+		"server %.2f µs/delivery, %.1f events/write, cores server %.2f tool %.2f broker %.2f, RSS %.1f MiB, published %d, gaps %d, jumps %d, missing %d, server dropped %.0f, drained %v, ended %d\n",
 		r.kind, r.run, r.rate, r.appended, r.perSec, ms(r.app.quantile(.5)), ms(r.app.quantile(.99)), ms(quantileOf(h2, .99)), ms(quantileOf(h3, .99)),
-		ms(r.pub.quantile(.5)), ms(r.pub.quantile(.99)), float64(r.cpuPerDel)/1e3, r.cores[0], r.cores[1], r.cores[2],
+		ms(r.pub.quantile(.5)), ms(r.pub.quantile(.99)), float64(r.cpuPerDel)/1e3, r.perFlush, r.cores[0], r.cores[1], r.cores[2],
 		mib(r.rss), r.published, r.gaps, r.jumps, r.missing, r.serverDrop, r.drained, r.ended)
 	if want := float64(r.rate) * r.publishFor.Seconds(); float64(r.published) < 0.9*want {
 		fmt.Fprintf(w, "  (PUBLISHER BEHIND: %d of %.0f records; the machine is overloaded)\n", r.published, want)

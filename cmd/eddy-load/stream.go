@@ -33,6 +33,7 @@ type streamResult struct {
 	gaps       uint64        // gap events
 	jumps      uint64        // seq discontinuities
 	serverDrop float64       // eddy_stream_dropped_total delta; -1: not eddy
+	perFlush   float64       // eddy's events per flushed write; -1: not eddy
 	drained    bool
 	serverCPU  time.Duration
 	cpuPerDel  time.Duration // server CPU per delivery
@@ -289,7 +290,7 @@ func (cs *clientSet) waitQuiet(ctx context.Context, limit time.Duration) bool {
 // measure publishes at rate for warmup+window and measures the window,
 // then waits for the streams to catch up and counts what went missing.
 func (e *env) measure(ctx context.Context, t *target, cs *clientSet, run, rate int) (streamResult, error) {
-	r := streamResult{kind: t.kind, run: run, rate: rate, serverDrop: -1, appended: -1}
+	r := streamResult{kind: t.kind, run: run, rate: rate, serverDrop: -1, appended: -1, perFlush: -1}
 	r.clients = len(cs.streams)
 	drop0 := t.srv.metric(t.kind, "eddy_stream_dropped_total")
 	tot0 := cs.totals()
@@ -311,6 +312,7 @@ func (e *env) measure(ctx context.Context, t *target, cs *clientSet, run, rate i
 	cs.takeHists() // start empty
 	w0 := cs.totals()
 	app0 := t.srv.metric(t.kind, "eddy_ringlog_appended_total")
+	sent0, flush0 := t.srv.metric(t.kind, "eddy_stream_events_sent_total"), t.srv.metric(t.kind, "eddy_stream_flushes_total")
 	u0, err := t.usage()
 	if err != nil {
 		return r, err
@@ -324,6 +326,10 @@ func (e *env) measure(ctx context.Context, t *target, cs *clientSet, run, rate i
 	w1 := cs.totals()
 	u1, uerr := t.usage()
 	app1 := t.srv.metric(t.kind, "eddy_ringlog_appended_total")
+	sent1, flush1 := t.srv.metric(t.kind, "eddy_stream_events_sent_total"), t.srv.metric(t.kind, "eddy_stream_flushes_total")
+	if sent0 >= 0 && flush0 >= 0 && sent1 >= 0 && flush1 > flush0 {
+		r.perFlush = (sent1 - sent0) / (flush1 - flush0)
+	}
 	if err = firstErr(err, uerr); err != nil {
 		return r, err
 	}
