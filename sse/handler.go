@@ -64,7 +64,8 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodHead {
 		return
 	}
-	s := &stream{h: h, w: w, rc: http.NewResponseController(w), c: newClient(p, h.opt.ClientBuffer, h.m), back: make(chan struct{}, 1)}
+	s := &stream{h: h, dst: newDst(w), c: newClient(p, h.opt.ClientBuffer, h.m), back: make(chan struct{}, 1)}
+	defer s.dst.close()
 	// HTTP/1.1 carries one stream per connection: nothing to share.
 	if key := r.Context().Value(connKey{}); key != nil && p.interval == 0 && r.ProtoMajor >= 2 {
 		s.cw = h.connWriter(key)
@@ -87,8 +88,7 @@ func protoIndex(major int) int {
 // while the stream is handed over to it; mu keeps them apart.
 type stream struct {
 	h    *Hub
-	w    http.ResponseWriter
-	rc   *http.ResponseController
+	dst  dst // the response's bytes go here
 	c    *client
 	cw   *connWriter   // the connection's writer; nil: the stream writes its own
 	back chan struct{} // cap 1: the writer handed the stream back
@@ -153,7 +153,7 @@ func (s *stream) run(ctx context.Context) error {
 		case <-s.h.closing:
 			if handed {
 				// Bound a write the writer may be blocked in, too.
-				_ = s.rc.SetWriteDeadline(time.Now().Add(goodbyeTimeout))
+				_ = s.dst.SetWriteDeadline(time.Now().Add(goodbyeTimeout))
 			}
 			s.takeBack()
 			return s.goodbye()
@@ -272,7 +272,7 @@ func (s *stream) idle() error {
 	}
 	if !s.deadline.IsZero() && !now.Before(s.deadline.Add(-s.h.opt.WriteTimeout/4)) {
 		s.deadline = time.Time{}
-		if err := s.rc.SetWriteDeadline(time.Time{}); err != nil {
+		if err := s.dst.SetWriteDeadline(time.Time{}); err != nil {
 			return s.writeErr(err)
 		}
 	}
@@ -414,11 +414,11 @@ func (s *stream) goodbye() error {
 	r := s.h.opt.Retry
 	s.buf = appendRetry(s.buf[:0], r+rand.N(2*r), "eddy is shutting down")
 	if !s.noDeadline {
-		if err := s.rc.SetWriteDeadline(time.Now().Add(min(s.h.opt.WriteTimeout, goodbyeTimeout))); err != nil {
+		if err := s.dst.SetWriteDeadline(time.Now().Add(min(s.h.opt.WriteTimeout, goodbyeTimeout))); err != nil {
 			return s.writeErr(err)
 		}
 	}
-	if _, err := s.w.Write(s.buf); err != nil {
+	if _, err := s.dst.Write(s.buf); err != nil {
 		return s.writeErr(err)
 	}
 	return s.flush(time.Now())
@@ -451,7 +451,12 @@ func (s *stream) writeBuf(now time.Time) error {
 	if err := s.arm(now); err != nil {
 		return err
 	}
-	if _, err := s.w.Write(s.buf); err != nil {
+	if ok, err := s.dst.tryWrite(s.buf); err != nil {
+		return s.writeErr(err)
+	} else if ok {
+		return nil
+	}
+	if _, err := s.dst.Write(s.buf); err != nil {
 		return s.writeErr(err)
 	}
 	return nil
@@ -470,7 +475,7 @@ func (s *stream) arm(now time.Time) error {
 	if !s.deadline.IsZero() && s.deadline.Sub(now) >= wt*3/4 {
 		return nil
 	}
-	err := s.rc.SetWriteDeadline(now.Add(wt))
+	err := s.dst.SetWriteDeadline(now.Add(wt))
 	if errors.Is(err, http.ErrNotSupported) {
 		s.noDeadline = true
 		s.h.lg.Warn("sse: this connection cannot set write deadlines; a stalled client will be noticed only when it disconnects")
@@ -485,7 +490,7 @@ func (s *stream) arm(now time.Time) error {
 
 // flush sends what was written.
 func (s *stream) flush(now time.Time) error {
-	if err := s.rc.Flush(); err != nil {
+	if err := s.dst.Flush(); err != nil {
 		return s.writeErr(err)
 	}
 	s.h.m.Flushes.Add(1)

@@ -1,20 +1,17 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
-	"github.com/quic-go/quic-go/http3"
 
 	devtls "github.com/eddy-iot/eddy/tls"
 )
@@ -143,43 +140,53 @@ func (cs *clientSet) openGroup(url string, p proto, tc *tls.Config, n int) error
 	if p == protoH2 {
 		return cs.openH2Group(url, tc, n)
 	}
-	client, closeFn := newH3Client(tc.Clone())
-	cs.addCloser(closeFn)
+	return cs.openH3Group(url, tc, n)
+}
+
+// openH3Group is openGroup for HTTP/3.
+func (cs *clientSet) openH3Group(url string, tc *tls.Config, n int) error {
+	hc, err := dialH3(cs.ctx, url, tc.Clone())
+	if err != nil {
+		if cs.ctx.Err() != nil {
+			return nil // connect reports the timeout
+		}
+		return fmt.Errorf("load: open h3 connection: %w", err)
+	}
+	cs.addCloser(hc.close)
+	cs.wg.Add(1)
+	go func() {
+		defer cs.wg.Done()
+		hc.accept()
+	}()
 	for range n {
-		st := &streamStats{proto: p}
-		req, err := http.NewRequestWithContext(cs.ctx, http.MethodGet, url, nil)
+		str, err := hc.open(cs.ctx)
 		if err != nil {
-			return fmt.Errorf("load: request: %w", err)
+			if cs.ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("load: open h3 stream: %w", err)
 		}
-		req.Header.Set("Authorization", "Bearer "+loadToken)
-		resp, err := client.Do(req)
-		if err != nil {
-			return fmt.Errorf("load: open %s stream: %w", p, err)
-		}
-		if resp.StatusCode != http.StatusOK || resp.ProtoMajor != 3 {
-			b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-			resp.Body.Close()
-			return fmt.Errorf("load: open %s stream: %s %s: %s", p, resp.Proto, resp.Status, b)
-		}
+		st := &streamStats{proto: protoH3}
 		ready, ended := make(chan struct{}), make(chan struct{})
 		cs.sMu.Lock()
 		cs.streams = append(cs.streams, st)
 		cs.sMu.Unlock()
+		var readErr error
 		cs.wg.Add(1)
 		go func() {
 			defer cs.wg.Done()
 			defer close(ended)
-			defer resp.Body.Close()
-			err := st.read(resp.Body, &cs.record, ready)
+			readErr = readH3(str, &sseLines{st: st, record: &cs.record, ready: ready})
+			str.CancelRead(quic.StreamErrorCode(h3NoError))
 			if cs.ctx.Err() == nil {
 				cs.ended.Add(1)
-				cs.setErr(fmt.Errorf("load: %s stream ended: %w", p, err))
+				cs.setErr(fmt.Errorf("load: h3 stream ended: %w", readErr))
 			}
 		}()
 		select {
 		case <-ready:
 		case <-ended:
-			return cs.err()
+			return fmt.Errorf("load: open h3 stream: %w", readErr)
 		case <-cs.ctx.Done():
 			return nil // connect reports the timeout
 		}
@@ -259,42 +266,6 @@ func (cs *clientSet) close() {
 	}
 	cs.closeMu.Unlock()
 	cs.wg.Wait()
-}
-
-// newH3Client is an HTTP/3 client with its own transport, so that its
-// streams share one connection and no other client's.
-func newH3Client(tc *tls.Config) (*http.Client, func()) {
-	// Flow-control windows as Chromium's (6 MB per stream, 15 MB per
-	// connection) rather than quic-go's smaller starting ones, which
-	// make the server wait for window updates from a busy client.
-	tr := &http3.Transport{TLSClientConfig: tc, QUICConfig: &quic.Config{
-		MaxIdleTimeout:                 60 * time.Second,
-		KeepAlivePeriod:                10 * time.Second,
-		InitialStreamReceiveWindow:     6 << 20,
-		MaxStreamReceiveWindow:         6 << 20,
-		InitialConnectionReceiveWindow: 15 << 20,
-		MaxConnectionReceiveWindow:     15 << 20,
-	}}
-	return &http.Client{Transport: tr}, func() { tr.Close() }
-}
-
-// read parses the stream until it fails, counting readings and gaps and
-// recording the latencies of readings that record selects. ready is
-// closed when the server's first line (the retry hint) arrives.
-func (st *streamStats) read(body io.Reader, record *recordWindow, ready chan struct{}) error {
-	tr := &timedReader{r: body}
-	br := bufio.NewReaderSize(tr, 8<<10)
-	p := sseLines{st: st, record: record, ready: ready}
-	for {
-		line, err := br.ReadSlice('\n')
-		if errors.Is(err, bufio.ErrBufferFull) {
-			continue // a line longer than the buffer: no reading of ours
-		}
-		if err != nil {
-			return err
-		}
-		p.line(line, tr.at)
-	}
 }
 
 // sseLines interprets one stream's lines.

@@ -1,12 +1,16 @@
 package main
 
 import (
+	"bytes"
 	"io"
 	"math"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/quic-go/qpack"
+	"github.com/quic-go/quic-go/quicvarint"
 )
 
 func TestTSParser(t *testing.T) {
@@ -29,9 +33,10 @@ func TestTSParser(t *testing.T) {
 	}
 }
 
-// TestStreamRead feeds an eddy-shaped stream to the reader: readings are
-// counted and timed, a gap event and a seq jump are counted, heartbeats
-// and the retry hint are ignored.
+// TestStreamRead feeds an eddy-shaped stream, framed as an HTTP/3
+// response, to the reader: readings are counted and timed, a gap event
+// and a seq jump are counted, heartbeats and the retry hint are ignored,
+// frames of unknown types are skipped.
 func TestStreamRead(t *testing.T) {
 	now := time.Now()
 	ts := now.UTC().Format("2006-01-02T15:04:05.000Z")
@@ -45,7 +50,7 @@ func TestStreamRead(t *testing.T) {
 	var record recordWindow
 	record.set(0, math.MaxInt64)
 	ready := make(chan struct{})
-	err := st.read(strings.NewReader(stream), &record, ready)
+	err := readH3(bytes.NewReader(h3Response(t, stream)), &sseLines{st: &st, record: &record, ready: ready})
 	if err != io.EOF {
 		t.Fatalf("read: %v, want EOF", err)
 	}
@@ -68,6 +73,35 @@ func TestStreamRead(t *testing.T) {
 	if q := app.quantile(.5); q < 0 || q > 2*time.Second {
 		t.Errorf("append latency %v out of range", q)
 	}
+}
+
+// h3Response frames body as an HTTP/3 response: HEADERS with status
+// 200, then DATA frames of 1, 7, 64 bytes and the rest, with a reserved
+// frame type among them.
+func h3Response(t *testing.T, body string) []byte {
+	var block bytes.Buffer
+	enc := qpack.NewEncoder(&block)
+	for _, f := range []qpack.HeaderField{{Name: ":status", Value: "200"}, {Name: "content-type", Value: "text/event-stream"}} {
+		if err := enc.WriteField(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	frame := func(b []byte, typ uint64, p []byte) []byte {
+		b = quicvarint.Append(b, typ)
+		b = quicvarint.Append(b, uint64(len(p)))
+		return append(b, p...)
+	}
+	out := frame(nil, h3FrameHeaders, block.Bytes())
+	rest := []byte(body)
+	for i, n := range []int{1, 7, 64, len(rest)} {
+		n = min(n, len(rest))
+		out = frame(out, h3FrameData, rest[:n])
+		rest = rest[n:]
+		if i == 1 {
+			out = frame(out, 0x21, []byte("reserved"))
+		}
+	}
+	return out
 }
 
 // TestFeedChunks feeds the same stream to sseLines in chunks of every
@@ -110,5 +144,22 @@ func TestFeedChunks(t *testing.T) {
 		if pub == nil || pub.n != 3 || app.n != 3 {
 			t.Fatalf("chunks of %d: %d publish and %d append latencies, want 3 each", size, pub.n, app.n)
 		}
+	}
+}
+
+// TestReadH3Status: a response other than 200 ends the stream with its
+// status, before any event is read.
+func TestReadH3Status(t *testing.T) {
+	var block bytes.Buffer
+	enc := qpack.NewEncoder(&block)
+	if err := enc.WriteField(qpack.HeaderField{Name: ":status", Value: "401"}); err != nil {
+		t.Fatal(err)
+	}
+	frame := quicvarint.Append(quicvarint.Append(nil, h3FrameHeaders), uint64(block.Len()))
+	frame = append(frame, block.Bytes()...)
+	var st streamStats
+	err := readH3(bytes.NewReader(frame), &sseLines{st: &st, record: &recordWindow{}, ready: make(chan struct{})})
+	if err == nil || !strings.Contains(err.Error(), "status 401") {
+		t.Fatalf("read: %v, want status 401", err)
 	}
 }
