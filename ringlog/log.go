@@ -41,6 +41,9 @@ type Options struct {
 	// MemRecords is how many recent records stay in memory for readers;
 	// default 16384. Uncommitted records are always in memory.
 	MemRecords int
+	// MemBytes bounds the bytes of those committed records (values,
+	// topics and about 128 bytes each); default 16 MiB.
+	MemBytes int64
 	// MaxPendingBytes bounds the uncommitted records held while the disk
 	// fails; beyond it the oldest pending records are dropped from
 	// durability (still delivered live). Default 32 MiB.
@@ -71,6 +74,9 @@ func (o *Options) withDefaults() Options {
 	}
 	if r.MemRecords <= 0 {
 		r.MemRecords = 16384
+	}
+	if r.MemBytes <= 0 {
+		r.MemBytes = 16 << 20
 	}
 	if r.MaxPendingBytes <= 0 {
 		r.MaxPendingBytes = 32 << 20
@@ -166,7 +172,7 @@ func Open(dir string, opts *Options) (*Log, error) {
 		budget:  int64(float64(o.MaxBytes) * budgetFraction),
 	}
 	l.canAppend = sync.NewCond(&l.mu)
-	l.mem.init(o.MemRecords)
+	l.mem.init(o.MemRecords, o.MemBytes)
 	if err := l.openDB(); err != nil {
 		return nil, err
 	}

@@ -328,3 +328,36 @@ func FuzzDecodeRecord(f *testing.F) {
 		}
 	})
 }
+
+// TestMemBytesBound: large values are kept in memory only up to
+// MemBytes once committed, however many MemRecords allows; the evicted
+// ones are read back from disk.
+func TestMemBytesBound(t *testing.T) {
+	const n, size, budget = 200, 4 << 10, 64 << 10
+	l, _ := openTest(t, &Options{MemRecords: 1024, MemBytes: budget})
+	value := []byte(strings.Repeat("v", size))
+	for range n {
+		if _, err := l.Append(Record{Topic: "big", Kind: KindText, Value: value}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.mu.Lock()
+	before := l.mem.len()
+	l.mu.Unlock()
+	if before != n {
+		t.Fatalf("%d records in memory before the commit, want all %d (uncommitted ones stay)", before, n)
+	}
+	if err := l.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	l.mu.Lock()
+	kept, bytes := l.mem.len(), l.mem.bytes
+	l.mu.Unlock()
+	if bytes > budget || kept >= n || kept == 0 {
+		t.Errorf("after the commit: %d records, %d bytes in memory; want some, at most %d bytes", kept, bytes, budget)
+	}
+	got := readAll(t, l, 0)
+	if len(got) != n || string(got[0].Value) != string(value) {
+		t.Fatalf("read %d records after the commit, want %d with their values", len(got), n)
+	}
+}

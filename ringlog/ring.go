@@ -3,22 +3,35 @@ package ringlog
 // ring holds the most recent records in memory, indexed by seq. Seqs in it
 // are contiguous (ids are handed out one by one within a run). It never
 // drops a record that is not yet committed: it grows instead, and shrinks
-// back once the writer has caught up.
+// back once the writer has caught up. Committed records are kept up to a
+// count and up to a number of bytes, so that large values cannot make
+// the count cost more memory than the device has.
 type ring struct {
-	buf   []entry // len is a power of two
-	start uint64  // seq of the oldest entry
-	n     int
-	min   int // capacity to return to after growing
+	buf      []entry // len is a power of two
+	start    uint64  // seq of the oldest entry
+	n        int
+	min      int   // capacity to return to after growing
+	bytes    int64 // sum of the entries' sizes
+	maxBytes int64 // bound on bytes, kept by evicting committed entries
 }
 
-func (r *ring) init(capacity int) {
+func (r *ring) init(capacity int, maxBytes int64) {
 	c := 1
 	for c < capacity {
 		c <<= 1
 	}
 	r.buf = make([]entry, c)
 	r.min = c
+	r.maxBytes = maxBytes
 }
+
+// size is what an entry costs in memory, roughly: its bytes and the
+// record's fixed part.
+func (e *entry) size() int64 {
+	return int64(len(e.enc)+len(e.rec.Topic)+len(e.rec.Unit)) + entryOverhead
+}
+
+const entryOverhead = 128
 
 func (r *ring) len() int { return r.n }
 
@@ -42,10 +55,22 @@ func (r *ring) push(e entry, committed uint64) {
 	}
 	*r.at(e.rec.Seq) = e
 	r.n++
+	r.bytes += e.size()
+	r.trim(committed)
+}
+
+// trim evicts the oldest committed entries while the ring holds more
+// than maxBytes, keeping the newest entry.
+func (r *ring) trim(committed uint64) {
+	for r.bytes > r.maxBytes && r.n > 1 && r.start <= committed {
+		r.evictOldest()
+	}
 }
 
 func (r *ring) evictOldest() {
-	*r.at(r.start) = entry{}
+	e := r.at(r.start)
+	r.bytes -= e.size()
+	*e = entry{}
 	r.start++
 	r.n--
 }

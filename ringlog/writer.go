@@ -101,6 +101,10 @@ func (l *Log) commit(batch []pendingRec) ([]pendingRec, bool) {
 
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	// The batch is kept for reuse, not its values: they are the records'
+	// own, and memory holds committed ones only up to MemBytes. (Pending
+	// ones stay in l.mem for the next try.)
+	defer clear(batch)
 	if err != nil {
 		l.commitFailed(err, from, l.next-1)
 		return batch, false
@@ -121,6 +125,7 @@ func (l *Log) commit(batch []pendingRec) ([]pendingRec, bool) {
 	if l.oldest != 0 {
 		l.mem.evictBelow(min(l.oldest, l.committed+1))
 	}
+	l.mem.trim(l.committed)
 	l.mem.shrink(l.committed)
 	l.canAppend.Broadcast()
 	if l.durable != nil {

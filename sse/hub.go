@@ -191,29 +191,32 @@ func (h *Hub) Run(ctx context.Context) error {
 	}
 }
 
-// encoder turns a batch of records into events whose frames share one
-// freshly allocated buffer (frames are shared with streams, so it is
-// never reused).
-type encoder struct {
-	ends []int
-}
+// encoder turns a batch of records into events whose frames share
+// freshly allocated chunks of at most frameChunk bytes (frames are
+// shared with streams, so a chunk is never reused). A queued event keeps
+// its whole chunk alive: chunks, rather than one buffer per batch, keep
+// what a stalled stream's queue holds near its own size (a batch of 512
+// large records is megabytes).
+type encoder struct{}
+
+// frameChunk is the size of the chunks frames are encoded into; a frame
+// larger than that gets a buffer of its own.
+const frameChunk = 4 << 10
 
 func (e *encoder) encode(recs []ringlog.Record) []event {
-	size := 0
-	for i := range recs {
-		size += 128 + 2*len(recs[i].Topic) + 2*len(recs[i].Value) + len(recs[i].Unit)
-	}
-	buf := make([]byte, 0, size)
-	e.ends = e.ends[:0]
-	for i := range recs {
-		buf = appendReading(buf, &recs[i])
-		e.ends = append(e.ends, len(buf))
-	}
 	evs := make([]event, len(recs))
-	start := 0
-	for i, end := range e.ends {
-		evs[i] = event{seq: recs[i].Seq, topic: recs[i].Topic, frame: buf[start:end:end]}
-		start = end
+	var buf []byte
+	for i := range recs {
+		r := &recs[i]
+		// Most frames take about this much; one that takes more (escaped
+		// or base64 values) grows into a buffer of its own.
+		need := 128 + len(r.Topic) + len(r.Value) + len(r.Unit)
+		if cap(buf)-len(buf) < need {
+			buf = make([]byte, 0, max(frameChunk, need))
+		}
+		start := len(buf)
+		buf = appendReading(buf, r)
+		evs[i] = event{seq: r.Seq, topic: r.Topic, frame: buf[start:len(buf):len(buf)]}
 	}
 	return evs
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -38,6 +39,7 @@ func runStreamSuite(t *testing.T, serve serveFunc) {
 		{"SlowConsumerIsolation", testSlowConsumerIsolation},
 		{"ConnWriters", testConnWriters},
 		{"StalledStreamOnSharedConnection", testStalledStreamOnSharedConnection},
+		{"BoundedMemory", testBoundedMemory},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, serve) })
 	}
@@ -556,6 +558,71 @@ func testStalledStreamOnSharedConnection(t *testing.T, serve serveFunc) {
 		}
 	}
 	waitFor(t, "the stalled stream to be dropped", func() bool { return e.m.WriteErrors.Load() >= 1 })
+}
+
+// testBoundedMemory: 48 MB of events are fanned out while a stalled
+// client and a slow one (10 events/s), both in downsample mode on
+// connections of their own, stay connected; the live heap grows by no
+// more than the clients' own flow-control windows (up to 6 MB each for
+// HTTP/3, filled on the client's side of this process) and their bounded
+// queues, far from the 48 MB an unbounded queue would keep for each.
+func testBoundedMemory(t *testing.T, serve serveFunc) {
+	const (
+		records   = 12000
+		valueSize = 4 << 10
+		limit     = 24 << 20
+	)
+	// The log keeps little in memory, so that what grows is the streams'.
+	e := newEnv(t, serve, &ringlog.Options{MaxBytes: 256 << 20, MemBytes: 1 << 20}, Options{ClientBuffer: 64, WriteTimeout: time.Minute})
+	e.run(t)
+	e.openWith(t, e.newClient(), "", nil) // stalled: never reads after the preamble
+	slow, _ := e.openWith(t, e.newClient(), "", nil)
+	heap0 := liveHeap()
+
+	var wg sync.WaitGroup
+	slowDone := make(chan struct{})
+	wg.Go(func() {
+		for {
+			if _, err := nextItem(slow); err != nil {
+				return // the stream closes at cleanup
+			}
+			select {
+			case <-slowDone:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	})
+	defer func() { close(slowDone); wg.Wait() }()
+	value := bigValue(valueSize)
+	for i := range records {
+		if _, err := e.log.Append(ringlog.Record{Topic: fmt.Sprintf("big/%d", i%10), Kind: ringlog.KindText, Value: value}); err != nil {
+			t.Fatalf("append %d: %v", i, err)
+		}
+	}
+	if err := e.log.Sync(context.Background()); err != nil { // uncommitted records stay in memory
+		t.Fatal(err)
+	}
+	waitFor(t, "the hub to fan every record out", func() bool { return e.m.Published.Load() >= records })
+	if grew := liveHeap() - heap0; grew > limit {
+		t.Errorf("the live heap grew %.1f MB while %d MB of events went out to a stalled and a slow client; want at most %d MB",
+			float64(grew)/(1<<20), records*valueSize>>20, limit>>20)
+	} else {
+		t.Logf("live heap grew %.1f MB for %d MB of events", float64(grew)/(1<<20), records*valueSize>>20)
+	}
+	if e.m.Dropped.Load() == 0 {
+		t.Error("the stalled and the slow client were not downsampled")
+	}
+}
+
+// liveHeap is the heap in use after two collections (the first leaves
+// what sync.Pools held to the second).
+func liveHeap() int64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapAlloc)
 }
 
 // readThrough reads readings until seq last, failing the test (from any
