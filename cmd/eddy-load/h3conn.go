@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/quic-go/qpack"
@@ -80,12 +81,14 @@ func dialH3(ctx context.Context, rawURL string, tc *tls.Config) (*h3conn, error)
 // accept drains the server's unidirectional streams (its control
 // stream) until the connection ends.
 func (hc *h3conn) accept() {
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	for {
 		str, err := hc.conn.AcceptUniStream(context.Background())
 		if err != nil {
 			return
 		}
-		go func() { _, _ = io.Copy(io.Discard, str) }() // ends with the connection
+		wg.Go(func() { _, _ = io.Copy(io.Discard, str) }) // ends with the connection
 	}
 }
 
