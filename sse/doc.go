@@ -18,7 +18,8 @@
 //   - Isolation: the hub never blocks on a client. Each stream queues at
 //     most Options.ClientBuffer events (plus the batch its writer is
 //     currently writing); events are encoded once and shared by all
-//     streams, so a queue holds references, not copies. A full queue
+//     streams, so a queue holds references, not copies, each keeping at
+//     most its 4 KiB chunk of encoded frames alive. A full queue
 //     collapses to the latest value per topic (mode=downsample, with a gap
 //     event), or detaches the stream to read the ring log at its own pace
 //     (mode=exact). A rate-capped stream (?rate=HZ) keeps one pending
@@ -33,9 +34,14 @@
 //     write to a stalled client ends when its deadline passes; bound
 //     Shutdown with its context and then close the HTTP servers.
 //
-// Writing: each stream is written by its own handler goroutine, which
-// takes everything queued for it and writes it with one flush. Events are
-// encoded once per record by the hub (no reflection, no per-stream copy).
+// Writing: the live events of all the streams of one HTTP/2 or HTTP/3
+// connection are written by one goroutine (connWriter), one Write and one
+// flush per stream per wake-up; a stream's own handler goroutine writes
+// everything else (catching up from the log, heartbeats, shutdown) and all
+// of an HTTP/1.1 or rate-capped stream. An HTTP/3 stream is written to its
+// QUIC stream directly and queued whole (quicDst), at most 16 KiB ahead of
+// QUIC's packets. Events are encoded once per record by the hub (no
+// reflection, no per-stream copy).
 //
 // Metrics are plain atomic counters (Metrics), exported by the server.
 //
