@@ -65,6 +65,7 @@ type clientSet struct {
 	wg      sync.WaitGroup
 	closeMu sync.Mutex // protects closers
 	closers []func()
+	quic    []*quic.Conn // the HTTP/3 connections, for their packet counts; under closeMu
 }
 
 // recordWindow selects the readings whose latencies are recorded: those
@@ -153,6 +154,9 @@ func (cs *clientSet) openH3Group(url string, tc *tls.Config, n int) error {
 		return fmt.Errorf("load: open h3 connection: %w", err)
 	}
 	cs.addCloser(hc.close)
+	cs.closeMu.Lock()
+	cs.quic = append(cs.quic, hc.conn)
+	cs.closeMu.Unlock()
 	cs.wg.Add(1)
 	go func() {
 		defer cs.wg.Done()

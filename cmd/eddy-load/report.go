@@ -45,6 +45,9 @@ func printStreamLine(w io.Writer, r *streamResult) {
 		r.kind, r.run, r.rate, r.appended, r.perSec, ms(r.app.quantile(.5)), ms(r.app.quantile(.99)), ms(quantileOf(h2, .99)), ms(quantileOf(h3, .99)),
 		ms(r.pub.quantile(.5)), ms(r.pub.quantile(.99)), float64(r.cpuPerDel)/1e3, r.perFlush, r.cores[0], r.cores[1], r.cores[2],
 		mib(r.rss), r.published, r.gaps, r.jumps, r.missing, r.serverDrop, r.drained, r.ended)
+	if r.quicIn > 0 {
+		fmt.Fprintf(w, "  HTTP/3 clients: %.0f packets/s received, %.0f bytes each, %.0f packets/s sent\n", r.quicIn, r.quicSize, r.quicOut)
+	}
 	if want := float64(r.rate) * r.publishFor.Seconds(); float64(r.published) < 0.9*want {
 		fmt.Fprintf(w, "  (PUBLISHER BEHIND: %d of %.0f records; the machine is overloaded)\n", r.published, want)
 	}

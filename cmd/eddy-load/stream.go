@@ -34,6 +34,9 @@ type streamResult struct {
 	jumps      uint64        // seq discontinuities
 	serverDrop float64       // eddy_stream_dropped_total delta; -1: not eddy
 	perFlush   float64       // eddy's events per flushed write; -1: not eddy
+	quicIn     float64       // HTTP/3 packets received per second by the clients
+	quicSize   float64       // their mean size, bytes
+	quicOut    float64       // HTTP/3 packets the clients sent per second (acknowledgements)
 	drained    bool
 	serverCPU  time.Duration
 	cpuPerDel  time.Duration // server CPU per delivery
@@ -252,6 +255,22 @@ func (cs *clientSet) totals() totals {
 	return t
 }
 
+// quicCounts sums the HTTP/3 connections' packet counters.
+type quicCounts struct{ pktsIn, bytesIn, pktsOut uint64 }
+
+func (cs *clientSet) quicCounts() quicCounts {
+	cs.closeMu.Lock()
+	defer cs.closeMu.Unlock()
+	var q quicCounts
+	for _, c := range cs.quic {
+		st := c.ConnectionStats()
+		q.pktsIn += st.PacketsReceived
+		q.bytesIn += st.BytesReceived
+		q.pktsOut += st.PacketsSent
+	}
+	return q
+}
+
 // takeHists merges and resets every stream's histograms; byProto holds
 // the append-to-receive latencies per protocol.
 func (cs *clientSet) takeHists() (pub, app hist, byProto map[proto]*hist) {
@@ -310,7 +329,7 @@ func (e *env) measure(ctx context.Context, t *target, cs *clientSet, run, rate i
 		return r, err
 	}
 	cs.takeHists() // start empty
-	w0 := cs.totals()
+	w0, q0 := cs.totals(), cs.quicCounts()
 	app0 := t.srv.metric(t.kind, "eddy_ringlog_appended_total")
 	sent0, flush0 := t.srv.metric(t.kind, "eddy_stream_events_sent_total"), t.srv.metric(t.kind, "eddy_stream_flushes_total")
 	u0, err := t.usage()
@@ -323,7 +342,7 @@ func (e *env) measure(ctx context.Context, t *target, cs *clientSet, run, rate i
 	t1 := time.Now()
 	cs.record.set(t0.UnixNano(), t1.UnixNano())
 	elapsed := t1.Sub(t0)
-	w1 := cs.totals()
+	w1, q1 := cs.totals(), cs.quicCounts()
 	u1, uerr := t.usage()
 	app1 := t.srv.metric(t.kind, "eddy_ringlog_appended_total")
 	sent1, flush1 := t.srv.metric(t.kind, "eddy_stream_events_sent_total"), t.srv.metric(t.kind, "eddy_stream_flushes_total")
@@ -348,6 +367,11 @@ func (e *env) measure(ctx context.Context, t *target, cs *clientSet, run, rate i
 	cs.record.set(0, 0)
 	deliveries := w1.events - w0.events
 	r.perSec = float64(deliveries) / elapsed.Seconds()
+	if in := q1.pktsIn - q0.pktsIn; in > 0 {
+		r.quicIn = float64(in) / elapsed.Seconds()
+		r.quicSize = float64(q1.bytesIn-q0.bytesIn) / float64(in)
+		r.quicOut = float64(q1.pktsOut-q0.pktsOut) / elapsed.Seconds()
+	}
 	if app0 >= 0 && app1 >= 0 {
 		r.appended = (app1 - app0) / elapsed.Seconds()
 	}
