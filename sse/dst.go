@@ -17,8 +17,9 @@ type dst interface {
 	// tryWrite queues all of p without waiting, or reports false and
 	// queues nothing.
 	tryWrite(p []byte) (bool, error)
-	// close ends the response once the handler is done with it.
-	close()
+	// close ends the response once the handler is done with it; failed
+	// says the stream ended on a failed or timed-out write.
+	close(failed bool)
 }
 
 // newDst writes an HTTP/3 response straight to its QUIC stream and any
@@ -42,7 +43,7 @@ func (d rwDst) Write(p []byte) (int, error)        { return d.w.Write(p) }
 func (d rwDst) Flush() error                       { return d.rc.Flush() }
 func (d rwDst) SetWriteDeadline(t time.Time) error { return d.rc.SetWriteDeadline(t) }
 func (d rwDst) tryWrite([]byte) (bool, error)      { return false, nil }
-func (d rwDst) close()                             {}
+func (d rwDst) close(bool)                         {}
 
 // quicDst writes an HTTP/3 response body straight to its QUIC stream.
 //
@@ -93,5 +94,16 @@ func (d *quicDst) tryWrite(p []byte) (bool, error) {
 }
 
 // close ends the stream: a handler that took its HTTP/3 stream over
-// must close it.
-func (d *quicDst) close() { _ = d.Close() }
+// must close it. After a failed write it resets the stream instead, so
+// that QUIC drops what it still holds for a client that stopped reading
+// rather than keep it until the connection ends.
+func (d *quicDst) close(failed bool) {
+	if failed {
+		d.CancelWrite(h3RequestCancelled)
+		return
+	}
+	_ = d.Close()
+}
+
+// h3RequestCancelled is HTTP/3's H3_REQUEST_CANCELLED error code.
+const h3RequestCancelled = 0x10c

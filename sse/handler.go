@@ -65,7 +65,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s := &stream{h: h, dst: newDst(w), c: newClient(p, h.opt.ClientBuffer, h.m), back: make(chan struct{}, 1)}
-	defer s.dst.close()
+	defer func() { s.dst.close(errors.Is(err, errWrite)) }()
 	// HTTP/1.1 carries one stream per connection: nothing to share.
 	if key := r.Context().Value(connKey{}); key != nil && p.interval == 0 && r.ProtoMajor >= 2 {
 		s.cw = h.connWriter(key)

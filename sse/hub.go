@@ -208,9 +208,9 @@ func (e *encoder) encode(recs []ringlog.Record) []event {
 	var buf []byte
 	for i := range recs {
 		r := &recs[i]
-		// Most frames take about this much; one that takes more (escaped
-		// or base64 values) grows into a buffer of its own.
-		need := 128 + len(r.Topic) + len(r.Value) + len(r.Unit)
+		// Enough for most frames, base64 values included; one that takes
+		// more (escaped strings) makes append move the chunk.
+		need := 128 + len(r.Topic) + len(r.Value)*4/3 + len(r.Unit)
 		if cap(buf)-len(buf) < need {
 			buf = make([]byte, 0, max(frameChunk, need))
 		}
