@@ -16,10 +16,15 @@ import (
 const ns = "eddy"
 
 // Registry is a Prometheus registry with the Go runtime and process
-// collectors already in it.
+// collectors already in it. The runtime's scheduler metrics are included:
+// go_sched_latencies_seconds (how long goroutines wait for a CPU once
+// runnable) tells whether a device is short of CPU, which latency alone
+// cannot tell apart from a slow disk or network.
 func Registry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(
+		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(collectors.MetricsScheduler)),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return reg
 }
 

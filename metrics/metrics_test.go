@@ -73,6 +73,9 @@ eddy_stream_clients_by_kind{mode="rate",proto="h3"} 0
 	if n, err := testutil.GatherAndCount(reg, "go_goroutines"); err != nil || n != 1 {
 		t.Errorf("Go runtime metrics missing: %d, %v", n, err)
 	}
+	if n, err := testutil.GatherAndCount(reg, "go_sched_latencies_seconds"); err != nil || n != 1 {
+		t.Errorf("scheduler latencies missing: %d, %v", n, err)
+	}
 }
 
 func TestIngestMetrics(t *testing.T) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"math"
 	"strconv"
@@ -46,11 +47,11 @@ func TestStreamRead(t *testing.T) {
 	}
 	stream := "retry: 2000\n\n" + reading(1) + ": heartbeat\n\n" + reading(2) +
 		"event: gap\ndata: {\"dropped\":3,\"from_seq\":3,\"to_seq\":5}\n\n" + reading(6)
-	var st streamStats
+	st := newStreamStats(protoH3, nil)
 	var record recordWindow
 	record.set(0, math.MaxInt64)
 	ready := make(chan struct{})
-	err := readH3(bytes.NewReader(h3Response(t, stream)), &sseLines{st: &st, record: &record, ready: ready})
+	err := readH3(bytes.NewReader(h3Response(t, stream)), &sseLines{st: st, record: &record, ready: ready})
 	if err != io.EOF {
 		t.Fatalf("read: %v, want EOF", err)
 	}
@@ -128,10 +129,10 @@ func TestFeedChunks(t *testing.T) {
 	stream := "retry: 2000\n\n" + line(1, "seq topic ts value") + ": " + strings.Repeat("x", maxLine+10) + "\n\n" +
 		line(2, "seq value ts topic") + line(3, "seq topic ts value")
 	for size := 1; size <= 64; size++ {
-		var st streamStats
+		st := newStreamStats(protoH3, nil)
 		var record recordWindow
 		record.set(0, math.MaxInt64)
-		p := sseLines{st: &st, record: &record, ready: make(chan struct{})}
+		p := sseLines{st: st, record: &record, ready: make(chan struct{})}
 		for b := []byte(stream); len(b) > 0; {
 			n := min(size, len(b))
 			p.feed(b[:n], now.Add(time.Millisecond).UnixNano())
@@ -157,9 +158,41 @@ func TestReadH3Status(t *testing.T) {
 	}
 	frame := quicvarint.Append(quicvarint.Append(nil, h3FrameHeaders), uint64(block.Len()))
 	frame = append(frame, block.Bytes()...)
-	var st streamStats
-	err := readH3(bytes.NewReader(frame), &sseLines{st: &st, record: &recordWindow{}, ready: make(chan struct{})})
+	st := newStreamStats(protoH3, nil)
+	err := readH3(bytes.NewReader(frame), &sseLines{st: st, record: &recordWindow{}, ready: make(chan struct{})})
 	if err == nil || !strings.Contains(err.Error(), "status 401") {
 		t.Fatalf("read: %v, want status 401", err)
+	}
+}
+
+// BenchmarkFeed is the load generator's cost of parsing one event of a
+// busy stream (four lines), chunked as a transport delivers it.
+func BenchmarkFeed(b *testing.B) {
+	now := time.Now()
+	ts := now.UTC().Format(tsLayout)
+	var stream []byte
+	const events = 64
+	for seq := 1; seq <= events; seq++ {
+		stream = fmt.Appendf(stream, "id: %d\nevent: reading\ndata: {\"seq\":%d,\"topic\":\"load/%d\",\"ts\":\"%s\",\"value\":%d}\n\n",
+			seq, seq, seq%100, ts, now.UnixNano())
+	}
+	st := newStreamStats(protoH2, nil)
+	var record recordWindow
+	record.set(0, math.MaxInt64)
+	p := sseLines{st: st, record: &record, ready: make(chan struct{})}
+	b.SetBytes(int64(len(stream)) / events)
+	at := now.Add(time.Millisecond).UnixNano()
+	for i := 0; b.Loop(); i++ {
+		if i%events == 0 {
+			p.lastSeq = 0 // the stream starts over: no jump
+			for c := stream; len(c) > 0; {
+				n := min(1300, len(c))
+				p.feed(c[:n], at)
+				c = c[n:]
+			}
+		}
+	}
+	if st.jumps.Load() != 0 || st.events.Load() == 0 {
+		b.Fatalf("jumps %d events %d", st.jumps.Load(), st.events.Load())
 	}
 }

@@ -45,12 +45,25 @@ func printStreamLine(w io.Writer, r *streamResult) {
 		r.kind, r.run, r.rate, r.appended, r.perSec, ms(r.app.quantile(.5)), ms(r.app.quantile(.99)), ms(quantileOf(h2, .99)), ms(quantileOf(h3, .99)),
 		ms(r.pub.quantile(.5)), ms(r.pub.quantile(.99)), float64(r.cpuPerDel)/1e3, r.perFlush, r.cores[0], r.cores[1], r.cores[2],
 		mib(r.rss), r.published, r.gaps, r.jumps, r.missing, r.serverDrop, r.drained, r.ended)
+	if r.lateServer >= 0 || r.lateTool >= 0 {
+		fmt.Fprintf(w, "  goroutine wake-ups that waited over %.1f ms for a CPU: server %.3f%%, tool %.3f%%\n",
+			lateWake*1e3, 100*r.lateServer, 100*r.lateTool)
+	}
 	if r.quicIn > 0 {
 		fmt.Fprintf(w, "  HTTP/3 clients: %.0f packets/s received, %.0f bytes each, %.0f packets/s sent\n", r.quicIn, r.quicSize, r.quicOut)
 	}
 	if want := float64(r.rate) * r.publishFor.Seconds(); float64(r.published) < 0.9*want {
 		fmt.Fprintf(w, "  (PUBLISHER BEHIND: %d of %.0f records; the machine is overloaded)\n", r.published, want)
 	}
+}
+
+// share formats the median of shares (0..1) as a percentage, "–" when
+// unknown (negative).
+func share(xs []float64) string {
+	if len(xs) == 0 || median(xs) < 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f%%", 100*median(xs))
 }
 
 func quantileOf(h *hist, q float64) time.Duration {
@@ -77,8 +90,8 @@ func printStreamReport(fl flags, rs []streamResult, mems []memResult) {
 	w := fl.out
 	fmt.Fprintf(w, "\n### Streaming: %d clients (eddy: connections over %v in turn; baseline: HTTP/2), %d streams per connection, %d topics, mosquitto max_inflight_messages %d (0: default 20); median [min–max] of %d runs of %s\n\n",
 		fl.clients, fl.protos, fl.perConn, fl.topics, fl.inflight, fl.runs, fl.window)
-	fmt.Fprintln(w, "| server | records/s | appended/s | deliveries/s | append→recv p50 ms | p99 ms | p99 h2 / h3 ms | publish→recv p50 ms | p99 ms | server CPU µs/delivery | server cores | tool cores | drops |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| server | records/s | appended/s | deliveries/s | append→recv p50 ms | p99 ms | p99 h2 / h3 ms | publish→recv p50 ms | p99 ms | server CPU µs/delivery | server cores | tool cores | wake-ups waiting >10 ms, server / tool | drops |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	kinds := []string{kindEddy, kindBaseline}
 	for _, k := range kinds {
 		for _, rate := range fl.rates {
@@ -93,7 +106,7 @@ func printStreamReport(fl flags, rs []streamResult, mems []memResult) {
 			if k == kindEddy {
 				appended = spread("%.0f", get(func(r *streamResult) float64 { return r.appended }))
 			}
-			fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s | %.1f / %.1f | %s | %s | %s | %s | %s | %s |\n", k, rate, appended,
+			fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s | %.1f / %.1f | %s | %s | %s | %s | %s | %s / %s | %s |\n", k, rate, appended,
 				spread("%.0f", get(func(r *streamResult) float64 { return r.perSec })),
 				spread("%.1f", get(func(r *streamResult) float64 { return ms(r.app.quantile(.5)) })),
 				spread("%.1f", get(func(r *streamResult) float64 { return ms(r.app.quantile(.99)) })),
@@ -103,6 +116,8 @@ func printStreamReport(fl flags, rs []streamResult, mems []memResult) {
 				spread("%.1f", get(func(r *streamResult) float64 { return float64(r.cpuPerDel) / 1e3 })),
 				spread("%.2f", get(func(r *streamResult) float64 { return r.cores[0] })),
 				spread("%.2f", get(func(r *streamResult) float64 { return r.cores[1] })),
+				share(get(func(r *streamResult) float64 { return r.lateServer })),
+				share(get(func(r *streamResult) float64 { return r.lateTool })),
 				spread("%.0f", get((*streamResult).drops)))
 		}
 	}

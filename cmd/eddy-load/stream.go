@@ -41,8 +41,11 @@ type streamResult struct {
 	serverCPU  time.Duration
 	cpuPerDel  time.Duration // server CPU per delivery
 	cores      [3]float64    // server, tool, broker CPU cores in use
-	rss        int64         // server RSS at the window's end
-	ended      uint64        // streams that ended on their own
+	// the share of the server's and the tool's goroutine wake-ups that
+	// waited over lateWake for a CPU; -1 when not known
+	lateServer, lateTool float64
+	rss                  int64  // server RSS at the window's end
+	ended                uint64 // streams that ended on their own
 }
 
 // memResult is the server's memory with clients connected and idle.
@@ -332,6 +335,7 @@ func (e *env) measure(ctx context.Context, t *target, cs *clientSet, run, rate i
 	w0, q0 := cs.totals(), cs.quicCounts()
 	app0 := t.srv.metric(t.kind, "eddy_ringlog_appended_total")
 	sent0, flush0 := t.srv.metric(t.kind, "eddy_stream_events_sent_total"), t.srv.metric(t.kind, "eddy_stream_flushes_total")
+	sched0, own0 := t.srv.sched(t.kind), ownSched()
 	u0, err := t.usage()
 	if err != nil {
 		return r, err
@@ -344,6 +348,8 @@ func (e *env) measure(ctx context.Context, t *target, cs *clientSet, run, rate i
 	elapsed := t1.Sub(t0)
 	w1, q1 := cs.totals(), cs.quicCounts()
 	u1, uerr := t.usage()
+	r.lateServer = schedOver(sched0, t.srv.sched(t.kind), lateWake)
+	r.lateTool = schedOver(own0, ownSched(), lateWake)
 	app1 := t.srv.metric(t.kind, "eddy_ringlog_appended_total")
 	sent1, flush1 := t.srv.metric(t.kind, "eddy_stream_events_sent_total"), t.srv.metric(t.kind, "eddy_stream_flushes_total")
 	if sent0 >= 0 && flush0 >= 0 && sent1 >= 0 && flush1 > flush0 {
@@ -428,30 +434,46 @@ func (e *env) idleKind(ctx context.Context, kind string) (memResult, error) {
 // metric reads one unlabelled counter from eddy's /metrics; -1 when the
 // server is not eddy or the value cannot be read.
 func (s *server) metric(kind, name string) float64 {
+	v := -1.0
+	s.scrape(kind, func(line string) {
+		if rest, ok := strings.CutPrefix(line, name+" "); ok {
+			if f, err := strconv.ParseFloat(rest, 64); err == nil {
+				v = f
+			}
+		}
+	})
+	return v
+}
+
+// sched reads eddy's scheduling latencies (go_sched_latencies_seconds);
+// empty when the server is not eddy or they cannot be read.
+func (s *server) sched(kind string) schedHist {
+	var lines []string
+	s.scrape(kind, func(line string) { lines = append(lines, line) })
+	return parseSched(lines)
+}
+
+// scrape calls each with every line of eddy's /metrics.
+func (s *server) scrape(kind string, each func(line string)) {
 	if kind != kindEddy {
-		return -1
+		return
 	}
 	c, err := s.httpClient()
 	if err != nil {
-		return -1
+		return
 	}
 	defer c.CloseIdleConnections()
 	req, _ := http.NewRequest(http.MethodGet, s.base+"/metrics", nil)
 	req.Header.Set("Authorization", "Bearer "+loadToken)
 	resp, err := c.Do(req)
 	if err != nil {
-		return -1
+		return
 	}
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-			if f, err := strconv.ParseFloat(v, 64); err == nil {
-				return f
-			}
-		}
+		each(sc.Text())
 	}
-	return -1
 }
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
