@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/eddy-iot/eddy/ringlog"
+	"github.com/eddy-iot/eddy/server"
 	"github.com/eddy-iot/eddy/sse"
 )
 
@@ -50,14 +51,14 @@ func CommitObserver(reg prometheus.Registerer) func(int, time.Duration, error) {
 	}
 }
 
-// logMetric is one ring log figure read from a Stats snapshot.
-type logMetric struct {
+// snapMetric is one figure read from a snapshot of type S.
+type snapMetric[S any] struct {
 	name, help string
 	kind       prometheus.ValueType
-	get        func(ringlog.Stats) float64
+	get        func(S) float64
 }
 
-var logMetrics = []logMetric{
+var logMetrics = []snapMetric[ringlog.Stats]{
 	{"appended_total", "Records appended.", prometheus.CounterValue, func(s ringlog.Stats) float64 { return float64(s.Appended) }},
 	{"append_errors_total", "Appends accepted live but not durable (disk failing).", prometheus.CounterValue, func(s ringlog.Stats) float64 { return float64(s.AppendErrors) }},
 	{"commits_total", "Group commits.", prometheus.CounterValue, func(s ringlog.Stats) float64 { return float64(s.Commits) }},
@@ -79,33 +80,39 @@ var logMetrics = []logMetric{
 	}},
 }
 
-// logCollector reads one Stats snapshot per scrape (it takes the log's
-// lock and stats ring.db), not one per metric.
-type logCollector struct {
-	log   *ringlog.Log
-	descs []*prometheus.Desc
+// snapCollector reads one snapshot per scrape and exports every figure
+// from it: the ring log's Stats take its lock and stat ring.db, the QUIC
+// statistics walk the open connections; once per scrape, not per metric.
+type snapCollector[S any] struct {
+	read    func() S
+	metrics []snapMetric[S]
+	descs   []*prometheus.Desc
 }
 
-// RegisterLog exports the ring log's counters.
-func RegisterLog(reg prometheus.Registerer, l *ringlog.Log) {
-	c := &logCollector{log: l}
-	for _, m := range logMetrics {
-		c.descs = append(c.descs, prometheus.NewDesc(ns+"_ringlog_"+m.name, m.help, nil, nil))
+func newSnapCollector[S any](prefix string, read func() S, metrics []snapMetric[S]) *snapCollector[S] {
+	c := &snapCollector[S]{read: read, metrics: metrics}
+	for _, m := range metrics {
+		c.descs = append(c.descs, prometheus.NewDesc(prefix+m.name, m.help, nil, nil))
 	}
-	reg.MustRegister(c)
+	return c
 }
 
-func (c *logCollector) Describe(ch chan<- *prometheus.Desc) {
+func (c *snapCollector[S]) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range c.descs {
 		ch <- d
 	}
 }
 
-func (c *logCollector) Collect(ch chan<- prometheus.Metric) {
-	s := c.log.Stats()
-	for i, m := range logMetrics {
+func (c *snapCollector[S]) Collect(ch chan<- prometheus.Metric) {
+	s := c.read()
+	for i, m := range c.metrics {
 		ch <- prometheus.MustNewConstMetric(c.descs[i], m.kind, m.get(s))
 	}
+}
+
+// RegisterLog exports the ring log's counters.
+func RegisterLog(reg prometheus.Registerer, l *ringlog.Log) {
+	reg.MustRegister(newSnapCollector(ns+"_ringlog_", l.Stats, logMetrics))
 }
 
 // LagObserver returns an sse.Options.ObserveLag hook: a histogram of the
@@ -147,6 +154,22 @@ func RegisterHub(reg prometheus.Registerer, h *sse.Hub, m *sse.Metrics) {
 		counter("write_deadline_disconnects_total", "Streams ended by a failed or timed-out write.", m.WriteErrors.Load),
 		counter("rejected_total", "Stream requests answered 400.", m.Rejected.Load),
 	)
+}
+
+var quicMetrics = []snapMetric[server.QUICStats]{
+	{"connections", "Open HTTP/3 (QUIC) connections.", prometheus.GaugeValue, func(s server.QUICStats) float64 { return float64(s.Conns) }},
+	{"packets_sent_total", "QUIC packets sent, retransmissions included.", prometheus.CounterValue, func(s server.QUICStats) float64 { return float64(s.PacketsSent) }},
+	{"packets_received_total", "QUIC packets received.", prometheus.CounterValue, func(s server.QUICStats) float64 { return float64(s.PacketsReceived) }},
+	{"packets_lost_total", "QUIC packets declared lost: their data is sent again, and the streams they carried wait for it.", prometheus.CounterValue,
+		func(s server.QUICStats) float64 { return float64(s.PacketsLost) }},
+	{"sent_bytes_total", "QUIC bytes sent (UDP and IP headers not included).", prometheus.CounterValue, func(s server.QUICStats) float64 { return float64(s.BytesSent) }},
+	{"received_bytes_total", "QUIC bytes received (UDP and IP headers not included).", prometheus.CounterValue, func(s server.QUICStats) float64 { return float64(s.BytesReceived) }},
+}
+
+// RegisterQUIC exports the HTTP/3 connections' QUIC statistics, read by
+// stats at scrape time.
+func RegisterQUIC(reg prometheus.Registerer, stats func() server.QUICStats) {
+	reg.MustRegister(newSnapCollector(ns+"_http3_", stats, quicMetrics))
 }
 
 // collectorFunc is a collector of one metric family computed at scrape time.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/eddy-iot/eddy/ingest"
 	"github.com/eddy-iot/eddy/ringlog"
+	"github.com/eddy-iot/eddy/server"
 	"github.com/eddy-iot/eddy/sse"
 )
 
@@ -101,5 +102,35 @@ eddy_sensor_errors_total{kind="bme280",sensor="env"} 7
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
 		"eddy_mqtt_connected", "eddy_mqtt_oversized_total", "eddy_sensor_up", "eddy_sensor_errors_total"); err != nil {
 		t.Error(err)
+	}
+}
+
+func TestQUICMetrics(t *testing.T) {
+	reg := Registry()
+	scrapes := 0
+	RegisterQUIC(reg, func() server.QUICStats {
+		scrapes++
+		return server.QUICStats{Conns: 2, PacketsSent: 900, PacketsReceived: 300, PacketsLost: 7, BytesSent: 1200000, BytesReceived: 40000}
+	})
+	want := `
+# HELP eddy_http3_connections Open HTTP/3 (QUIC) connections.
+# TYPE eddy_http3_connections gauge
+eddy_http3_connections 2
+# HELP eddy_http3_packets_lost_total QUIC packets declared lost: their data is sent again, and the streams they carried wait for it.
+# TYPE eddy_http3_packets_lost_total counter
+eddy_http3_packets_lost_total 7
+# HELP eddy_http3_packets_sent_total QUIC packets sent, retransmissions included.
+# TYPE eddy_http3_packets_sent_total counter
+eddy_http3_packets_sent_total 900
+# HELP eddy_http3_sent_bytes_total QUIC bytes sent (UDP and IP headers not included).
+# TYPE eddy_http3_sent_bytes_total counter
+eddy_http3_sent_bytes_total 1.2e+06
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
+		"eddy_http3_connections", "eddy_http3_packets_lost_total", "eddy_http3_packets_sent_total", "eddy_http3_sent_bytes_total"); err != nil {
+		t.Error(err)
+	}
+	if scrapes != 1 {
+		t.Errorf("stats read %d times in one scrape, want 1", scrapes)
 	}
 }

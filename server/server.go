@@ -130,6 +130,7 @@ type Server struct {
 	h3 *http3.Server // nil when HTTP/3 is off
 	// transports own the QUIC state on each UDP socket; closed at shutdown.
 	transports []*quic.Transport
+	quic       quicConns
 
 	stopping atomic.Bool // set by Shutdown; /healthz answers 503
 
@@ -214,7 +215,10 @@ func (s *Server) newHTTP3(h http.Handler) *http3.Server {
 		Logger: s.log,
 	}
 	cc := s.opt.ConnContext
-	srv.ConnContext = func(ctx context.Context, c *quic.Conn) context.Context { return cc(ctx, c) }
+	srv.ConnContext = func(ctx context.Context, c *quic.Conn) context.Context {
+		s.quic.track(c)
+		return cc(ctx, c)
+	}
 	return srv
 }
 

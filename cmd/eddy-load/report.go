@@ -50,7 +50,11 @@ func printStreamLine(w io.Writer, r *streamResult) {
 			lateWake*1e3, 100*r.lateServer, 100*r.lateTool)
 	}
 	if r.quicIn > 0 {
-		fmt.Fprintf(w, "  HTTP/3 clients: %.0f packets/s received, %.0f bytes each, %.0f packets/s sent\n", r.quicIn, r.quicSize, r.quicOut)
+		fmt.Fprintf(w, "  HTTP/3 clients: %.0f packets/s received, %.0f bytes each, %.0f packets/s sent", r.quicIn, r.quicSize, r.quicOut)
+		if r.quicServerSent >= 0 && r.quicServerLost >= 0 {
+			fmt.Fprintf(w, "; eddy: %.0f packets/s sent, %.0f declared lost in the window", r.quicServerSent, r.quicServerLost)
+		}
+		fmt.Fprintln(w)
 	}
 	if want := float64(r.rate) * r.publishFor.Seconds(); float64(r.published) < 0.9*want {
 		fmt.Fprintf(w, "  (PUBLISHER BEHIND: %d of %.0f records; the machine is overloaded)\n", r.published, want)

@@ -54,3 +54,35 @@ func TestOwnSched(t *testing.T) {
 		t.Errorf("every wake-up waited at least 0: %v, want 1 (snapshots %d and %d buckets)", got, len(a.counts), len(b.counts))
 	}
 }
+
+func TestFigures(t *testing.T) {
+	f0 := parseFigures([]string{
+		"# HELP eddy_stream_events_sent_total Reading events written.",
+		"eddy_stream_events_sent_total 1000",
+		"eddy_stream_flushes_total 100",
+		"eddy_http3_packets_lost_total 3",
+		`eddy_ringlog_appended_total{x="y"} 7`, // labelled: not ours
+	})
+	f1 := parseFigures([]string{
+		"eddy_stream_events_sent_total 2.5e+03",
+		"eddy_stream_flushes_total 250",
+		"eddy_http3_packets_lost_total 9",
+		"eddy_http3_packets_sent_total 100",
+		"eddy_ringlog_appended_total 70",
+	})
+	if got := f1.ratio(f0, evSent, evFlushes); got != 10 {
+		t.Errorf("events per flush: %v, want 10", got)
+	}
+	if got := f1.delta(f0, h3Lost); got != 6 {
+		t.Errorf("lost in the window: %v, want 6", got)
+	}
+	if got := f1.delta(f0, h3Sent); got != -1 {
+		t.Errorf("sent, unknown at the start: %v, want -1", got)
+	}
+	if got := f1.delta(f0, appended); got != -1 {
+		t.Errorf("appended, unknown at the start: %v, want -1", got)
+	}
+	if got := f0.ratio(f0, evSent, evFlushes); got != -1 {
+		t.Errorf("no flushes in between: %v, want -1", got)
+	}
+}

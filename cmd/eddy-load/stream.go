@@ -37,10 +37,13 @@ type streamResult struct {
 	quicIn     float64       // HTTP/3 packets received per second by the clients
 	quicSize   float64       // their mean size, bytes
 	quicOut    float64       // HTTP/3 packets the clients sent per second (acknowledgements)
-	drained    bool
-	serverCPU  time.Duration
-	cpuPerDel  time.Duration // server CPU per delivery
-	cores      [3]float64    // server, tool, broker CPU cores in use
+	// HTTP/3 packets eddy sent per second, and declared lost in the
+	// window; -1 when not known
+	quicServerSent, quicServerLost float64
+	drained                        bool
+	serverCPU                      time.Duration
+	cpuPerDel                      time.Duration // server CPU per delivery
+	cores                          [3]float64    // server, tool, broker CPU cores in use
 	// the share of the server's and the tool's goroutine wake-ups that
 	// waited over lateWake for a CPU; -1 when not known
 	lateServer, lateTool float64
@@ -312,7 +315,8 @@ func (cs *clientSet) waitQuiet(ctx context.Context, limit time.Duration) bool {
 // measure publishes at rate for warmup+window and measures the window,
 // then waits for the streams to catch up and counts what went missing.
 func (e *env) measure(ctx context.Context, t *target, cs *clientSet, run, rate int) (streamResult, error) {
-	r := streamResult{kind: t.kind, run: run, rate: rate, serverDrop: -1, appended: -1, perFlush: -1}
+	r := streamResult{kind: t.kind, run: run, rate: rate, serverDrop: -1, appended: -1, perFlush: -1,
+		quicServerSent: -1, quicServerLost: -1}
 	r.clients = len(cs.streams)
 	drop0 := t.srv.metric(t.kind, "eddy_stream_dropped_total")
 	tot0 := cs.totals()
@@ -333,9 +337,7 @@ func (e *env) measure(ctx context.Context, t *target, cs *clientSet, run, rate i
 	}
 	cs.takeHists() // start empty
 	w0, q0 := cs.totals(), cs.quicCounts()
-	app0 := t.srv.metric(t.kind, "eddy_ringlog_appended_total")
-	sent0, flush0 := t.srv.metric(t.kind, "eddy_stream_events_sent_total"), t.srv.metric(t.kind, "eddy_stream_flushes_total")
-	sched0, own0 := t.srv.sched(t.kind), ownSched()
+	f0, own0 := t.srv.figures(t.kind), ownSched()
 	u0, err := t.usage()
 	if err != nil {
 		return r, err
@@ -348,13 +350,9 @@ func (e *env) measure(ctx context.Context, t *target, cs *clientSet, run, rate i
 	elapsed := t1.Sub(t0)
 	w1, q1 := cs.totals(), cs.quicCounts()
 	u1, uerr := t.usage()
-	r.lateServer = schedOver(sched0, t.srv.sched(t.kind), lateWake)
-	r.lateTool = schedOver(own0, ownSched(), lateWake)
-	app1 := t.srv.metric(t.kind, "eddy_ringlog_appended_total")
-	sent1, flush1 := t.srv.metric(t.kind, "eddy_stream_events_sent_total"), t.srv.metric(t.kind, "eddy_stream_flushes_total")
-	if sent0 >= 0 && flush0 >= 0 && sent1 >= 0 && flush1 > flush0 {
-		r.perFlush = (sent1 - sent0) / (flush1 - flush0)
-	}
+	f1 := t.srv.figures(t.kind)
+	r.lateServer, r.lateTool = schedOver(f0.sched, f1.sched, lateWake), schedOver(own0, ownSched(), lateWake)
+	r.perFlush = f1.ratio(f0, evSent, evFlushes)
 	if err = firstErr(err, uerr); err != nil {
 		return r, err
 	}
@@ -377,9 +375,11 @@ func (e *env) measure(ctx context.Context, t *target, cs *clientSet, run, rate i
 		r.quicIn = float64(in) / elapsed.Seconds()
 		r.quicSize = float64(q1.bytesIn-q0.bytesIn) / float64(in)
 		r.quicOut = float64(q1.pktsOut-q0.pktsOut) / elapsed.Seconds()
+		r.quicServerSent = f1.delta(f0, h3Sent) / elapsed.Seconds()
+		r.quicServerLost = f1.delta(f0, h3Lost)
 	}
-	if app0 >= 0 && app1 >= 0 {
-		r.appended = (app1 - app0) / elapsed.Seconds()
+	if d := f1.delta(f0, appended); d >= 0 {
+		r.appended = d / elapsed.Seconds()
 	}
 	r.published = po.sent
 	r.missing = int64(po.sent)*int64(r.clients) - int64(tot1.events-tot0.events)
@@ -445,12 +445,76 @@ func (s *server) metric(kind, name string) float64 {
 	return v
 }
 
-// sched reads eddy's scheduling latencies (go_sched_latencies_seconds);
-// empty when the server is not eddy or they cannot be read.
-func (s *server) sched(kind string) schedHist {
+// figure is one of eddy's counters the tool reads around a window.
+type figure int
+
+const (
+	appended figure = iota
+	evSent
+	evFlushes
+	h3Sent
+	h3Lost
+	nFigures
+)
+
+var figureNames = [nFigures]string{
+	appended:  "eddy_ringlog_appended_total",
+	evSent:    "eddy_stream_events_sent_total",
+	evFlushes: "eddy_stream_flushes_total",
+	h3Sent:    "eddy_http3_packets_sent_total",
+	h3Lost:    "eddy_http3_packets_lost_total",
+}
+
+// figures are eddy's counters and scheduling latencies from one scrape;
+// a counter not read is -1.
+type figures struct {
+	v     [nFigures]float64
+	sched schedHist
+}
+
+// delta is f's counter minus the earlier from's; -1 when either is
+// unknown.
+func (f *figures) delta(from figures, c figure) float64 {
+	if f.v[c] < 0 || from.v[c] < 0 {
+		return -1
+	}
+	return f.v[c] - from.v[c]
+}
+
+// ratio is delta(num) / delta(den); -1 when unknown or den did not grow.
+func (f *figures) ratio(from figures, num, den figure) float64 {
+	n, d := f.delta(from, num), f.delta(from, den)
+	if n < 0 || d <= 0 {
+		return -1
+	}
+	return n / d
+}
+
+// figures scrapes eddy's /metrics once; all unknown when the server is
+// not eddy.
+func (s *server) figures(kind string) figures {
 	var lines []string
 	s.scrape(kind, func(line string) { lines = append(lines, line) })
-	return parseSched(lines)
+	return parseFigures(lines)
+}
+
+// parseFigures reads the figures from a Prometheus text exposition.
+func parseFigures(lines []string) figures {
+	var f figures
+	for i := range f.v {
+		f.v[i] = -1
+	}
+	for _, line := range lines {
+		for i, name := range figureNames {
+			if rest, ok := strings.CutPrefix(line, name+" "); ok {
+				if v, err := strconv.ParseFloat(rest, 64); err == nil {
+					f.v[i] = v
+				}
+			}
+		}
+	}
+	f.sched = parseSched(lines)
+	return f
 }
 
 // scrape calls each with every line of eddy's /metrics.

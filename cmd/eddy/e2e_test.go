@@ -304,7 +304,8 @@ func TestE2EKillRestartTail(t *testing.T) {
 	waitUntil(t, 30*time.Second, "eddy subscribed at the broker", func() bool { return metricValue(client, base, mqttUp) == 1 })
 	waitUntil(t, 30*time.Second, "both tails connected", func() bool {
 		return metricValue(client, base, `eddy_stream_clients_by_kind{mode="exact",proto="h2"}`) == 1 &&
-			metricValue(client, base, `eddy_stream_clients_by_kind{mode="exact",proto="h3"}`) == 1
+			metricValue(client, base, `eddy_stream_clients_by_kind{mode="exact",proto="h3"}`) == 1 &&
+			metricValue(client, base, "eddy_http3_connections") == 1
 	})
 
 	pub := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(fmt.Sprintf("tcp://127.0.0.1:%d", brokerPort)).SetClientID("e2e-pub").SetAutoReconnect(true))

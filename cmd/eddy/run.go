@@ -162,6 +162,7 @@ func run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hup <-cha
 	if err != nil {
 		return err
 	}
+	metrics.RegisterQUIC(reg, d.srv.QUICStats)
 	d.srv.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	if err := d.srv.Start(); err != nil {
 		return err
