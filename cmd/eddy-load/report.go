@@ -46,8 +46,8 @@ func printStreamLine(w io.Writer, r *streamResult) {
 		ms(r.pub.quantile(.5)), ms(r.pub.quantile(.99)), float64(r.cpuPerDel)/1e3, r.perFlush, r.cores[0], r.cores[1], r.cores[2],
 		mib(r.rss), r.published, r.gaps, r.jumps, r.missing, r.serverDrop, r.drained, r.ended)
 	if r.lateServer >= 0 || r.lateTool >= 0 {
-		fmt.Fprintf(w, "  goroutine wake-ups that waited over %.1f ms for a CPU: server %.3f%%, tool %.3f%%\n",
-			lateWake*1e3, 100*r.lateServer, 100*r.lateTool)
+		fmt.Fprintf(w, "  goroutine wake-ups that waited over %.1f ms for a CPU: server %s, tool %s\n",
+			lateWake*1e3, share([]float64{r.lateServer}), share([]float64{r.lateTool}))
 	}
 	if r.quicIn > 0 {
 		fmt.Fprintf(w, "  HTTP/3 clients: %.0f packets/s received, %.0f bytes each, %.0f packets/s sent", r.quicIn, r.quicSize, r.quicOut)
@@ -67,7 +67,7 @@ func share(xs []float64) string {
 	if len(xs) == 0 || median(xs) < 0 {
 		return "–"
 	}
-	return fmt.Sprintf("%.2f%%", 100*median(xs))
+	return fmt.Sprintf("%.3f%%", 100*median(xs))
 }
 
 func quantileOf(h *hist, q float64) time.Duration {
