@@ -1,6 +1,7 @@
 // Package metrics owns eddy's Prometheus exposition: it turns the counters
-// that the ring log, the stream hub and ingest keep into metrics read at
-// scrape time, so that no hot path calls into a metrics library.
+// that the ring log, the stream hub, ingest and the HTTP/3 server keep
+// into metrics read at scrape time, so that no hot path calls into a
+// metrics library.
 package metrics
 
 import (
