@@ -24,4 +24,7 @@
 //     its context ends (the caller ends SSE streams with the hub's
 //     Shutdown), then closes every connection; all goroutines the server
 //     started have ended when it returns.
+//   - QUICStats sums the QUIC statistics of every HTTP/3 connection served,
+//     open or ended (packets sent, received and declared lost, bytes), so
+//     loss on collectors' links can be seen from /metrics.
 package server
