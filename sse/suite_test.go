@@ -456,13 +456,7 @@ func testSlowConsumerIsolation(t *testing.T, serve serveFunc) {
 		}
 	}
 	wg.Wait()
-	for i, rs := range results {
-		if rs != nil {
-			checkContiguous(t, rs, first, last)
-		} else if !t.Failed() {
-			t.Errorf("fast client %d got nothing", i)
-		}
-	}
+	checkAllContiguous(t, "fast client", results, first, last)
 	if len(slowGot) == 0 {
 		t.Error("slow client got nothing")
 	}
@@ -550,14 +544,22 @@ func testStalledStreamOnSharedConnection(t *testing.T, serve serveFunc) {
 		}
 	}
 	wg.Wait()
+	checkAllContiguous(t, "fast stream", results, first, last)
+	waitFor(t, "the stalled stream to be dropped", func() bool { return e.m.WriteErrors.Load() >= 1 })
+}
+
+// checkAllContiguous checks that each reader got every seq from first to
+// last; a reader that got nothing is an error unless the test already
+// failed (its reading was cut short).
+func checkAllContiguous(t *testing.T, what string, results [][]reading, first, last uint64) {
+	t.Helper()
 	for i, rs := range results {
 		if rs != nil {
 			checkContiguous(t, rs, first, last)
 		} else if !t.Failed() {
-			t.Errorf("fast stream %d got nothing", i)
+			t.Errorf("%s %d got nothing", what, i)
 		}
 	}
-	waitFor(t, "the stalled stream to be dropped", func() bool { return e.m.WriteErrors.Load() >= 1 })
 }
 
 // testBoundedMemory: 48 MB of events are fanned out while a stalled

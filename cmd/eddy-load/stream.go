@@ -318,7 +318,7 @@ func (e *env) measure(ctx context.Context, t *target, cs *clientSet, run, rate i
 	r := streamResult{kind: t.kind, run: run, rate: rate, serverDrop: -1, appended: -1, perFlush: -1,
 		quicServerSent: -1, quicServerLost: -1}
 	r.clients = len(cs.streams)
-	drop0 := t.srv.metric(t.kind, "eddy_stream_dropped_total")
+	before := t.srv.figures(t.kind) // the run's drops count from here
 	tot0 := cs.totals()
 	pctx, stopPub := context.WithCancel(ctx)
 	defer stopPub()
@@ -385,9 +385,8 @@ func (e *env) measure(ctx context.Context, t *target, cs *clientSet, run, rate i
 	r.missing = int64(po.sent)*int64(r.clients) - int64(tot1.events-tot0.events)
 	r.gaps, r.jumps = tot1.gaps-tot0.gaps, tot1.jumps-tot0.jumps
 	r.ended = cs.ended.Load()
-	if drop1 := t.srv.metric(t.kind, "eddy_stream_dropped_total"); drop0 >= 0 && drop1 >= 0 {
-		r.serverDrop = drop1 - drop0
-	}
+	after := t.srv.figures(t.kind)
+	r.serverDrop = after.delta(before, dropped)
 	r.serverCPU = u1[0].cpu - u0[0].cpu
 	if deliveries > 0 {
 		r.cpuPerDel = r.serverCPU / time.Duration(deliveries)
@@ -431,20 +430,6 @@ func (e *env) idleKind(ctx context.Context, kind string) (memResult, error) {
 	return mem, nil
 }
 
-// metric reads one unlabelled counter from eddy's /metrics; -1 when the
-// server is not eddy or the value cannot be read.
-func (s *server) metric(kind, name string) float64 {
-	v := -1.0
-	s.scrape(kind, func(line string) {
-		if rest, ok := strings.CutPrefix(line, name+" "); ok {
-			if f, err := strconv.ParseFloat(rest, 64); err == nil {
-				v = f
-			}
-		}
-	})
-	return v
-}
-
 // figure is one of eddy's counters the tool reads around a window.
 type figure int
 
@@ -454,6 +439,7 @@ const (
 	evFlushes
 	h3Sent
 	h3Lost
+	dropped
 	nFigures
 )
 
@@ -463,6 +449,7 @@ var figureNames = [nFigures]string{
 	evFlushes: "eddy_stream_flushes_total",
 	h3Sent:    "eddy_http3_packets_sent_total",
 	h3Lost:    "eddy_http3_packets_lost_total",
+	dropped:   "eddy_stream_dropped_total",
 }
 
 // figures are eddy's counters and scheduling latencies from one scrape;
