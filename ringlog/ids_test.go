@@ -137,6 +137,13 @@ func TestAppendNeverBlocksOnFailingDisk(t *testing.T) {
 	if notDurable == 0 || notDurable > 64 {
 		t.Errorf("%d appends accepted; want at most the 64 reserved", notDurable)
 	}
+	// The writer keeps turning while commits fail: a full disk is not a
+	// hung writer (the watchdog keeps being fed).
+	b := l.WriterBeat()
+	time.Sleep(50 * time.Millisecond)
+	if !l.WriterBeat().After(b) {
+		t.Error("the writer's beat stopped while commits fail")
+	}
 	done := make(chan error, 1)
 	go func() { done <- l.Close() }()
 	select {

@@ -140,6 +140,7 @@ type Log struct {
 	// failWrites, when set (by tests), fails every transaction with its
 	// error, as an I/O error or a read-only filesystem would.
 	failWrites atomic.Pointer[error]
+	beat       atomic.Int64 // unix nanoseconds when the writer's loop last turned
 	floor      uint64 // ids at or below it may have been issued by an earlier ring.db
 
 	mu            sync.Mutex // protects everything below
@@ -635,6 +636,11 @@ func (l *Log) Close() error {
 	})
 	return err
 }
+
+// WriterBeat is when the writer goroutine's loop last turned: at least
+// every SyncInterval while it is healthy, and also while commits fail (a
+// full disk). A writer stuck in a commit (a hung disk) stops it.
+func (l *Log) WriterBeat() time.Time { return time.Unix(0, l.beat.Load()) }
 
 // Path is the ring.db file's path.
 func (l *Log) Path() string { return l.path }

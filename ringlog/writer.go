@@ -32,6 +32,7 @@ func (l *Log) writer() {
 	defer t.Stop()
 	var batch []pendingRec
 	for {
+		l.beat.Store(time.Now().UnixNano())
 		select {
 		case <-t.C:
 		case <-l.wake:
