@@ -141,7 +141,7 @@ type Log struct {
 	// error, as an I/O error or a read-only filesystem would.
 	failWrites atomic.Pointer[error]
 	beat       atomic.Int64 // unix nanoseconds when the writer's loop last turned
-	floor      uint64 // ids at or below it may have been issued by an earlier ring.db
+	floor      uint64       // ids at or below it may have been issued by an earlier ring.db
 
 	mu            sync.Mutex // protects everything below
 	stopping      bool       // Close has begun: Append refuses

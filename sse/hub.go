@@ -102,7 +102,7 @@ type Hub struct {
 	lg      *slog.Logger
 	m       *Metrics
 	running atomic.Bool
-	beat    atomic.Int64 // unix nanoseconds when Run's loop last turned
+	beat    atomic.Int64  // unix nanoseconds when Run's loop last turned
 	closing chan struct{} // closed when shutdown begins; every stream watches it
 
 	mu        sync.Mutex // protects everything below
