@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/eddy-iot/eddy/config"
 	"github.com/eddy-iot/eddy/server"
 	devtls "github.com/eddy-iot/eddy/tls"
 )
@@ -188,5 +190,30 @@ func TestTokenAndCert(t *testing.T) {
 	}
 	if got := run("cert", "--config", cfg); got != cert {
 		t.Errorf("cert with --config = %q, want %q", got, cert)
+	}
+}
+
+// TestWarnNothingRecorded: a config with neither sensors nor MQTT is
+// legal, and eddy run says at start that it will record nothing.
+func TestWarnNothingRecorded(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "empty.toml")
+	os.WriteFile(path, []byte("[server]\nlisten = \"127.0.0.1:8443\"\n"), 0o600)
+	var out, errb bytes.Buffer
+	if rc := realMain([]string{"check-config", path}, &out, &errb); rc != exitOK {
+		t.Fatalf("a config without sensors or MQTT is refused: %s", errb.String())
+	}
+	cfg, _, err := loadConfig(runFlags{config: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	warnNothingRecorded(cfg, path, slog.New(slog.NewTextHandler(&logs, nil)))
+	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "nothing will be recorded") {
+		t.Errorf("no warning: %q", logs.String())
+	}
+	logs.Reset()
+	warnNothingRecorded(config.Default(), "", slog.New(slog.NewTextHandler(&logs, nil)))
+	if logs.Len() > 0 {
+		t.Errorf("warned about the defaults, which record the system sensor: %q", logs.String())
 	}
 }
