@@ -175,6 +175,7 @@ func run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hup <-cha
 		return err
 	}
 	metrics.RegisterQUIC(reg, d.srv.QUICStats)
+	metrics.RegisterRefusals(reg, d.srv.Refused)
 	d.srv.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	if err := d.srv.Start(); err != nil {
 		return err
