@@ -4,10 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestDocsConfigExamples runs every ```toml block of README.md and
@@ -78,4 +81,54 @@ func tomlBlocks(path string) ([]codeBlock, error) {
 		return nil, fmt.Errorf("%s:%d: a ```toml block is not closed", path, cur.line)
 	}
 	return blocks, sc.Err()
+}
+
+// TestDocsMetricsFamilies: every eddy_* family a running daemon exports
+// (with a sensor and an MQTT block, so that their families exist) is
+// described in docs/metrics.md.
+func TestDocsMetricsFamilies(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "metrics.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	port := freePort(t)
+	cfg := writeConfig(t, dir, port, freePort(t)) // no broker there: its families exist all the same
+	f, err := os.OpenFile(cfg, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("\n[[sensor]]\nkind = \"system\"\n")
+	f.Close()
+	base := fmt.Sprintf("https://127.0.0.1:%d", port)
+	d := startEddy(t, "--config", cfg)
+	data := filepath.Join(dir, "data")
+	waitHealthy(t, d, base, data)
+	client := httpsClient(t, data)
+	var families []string
+	waitUntil(t, 10*time.Second, "sensor families in /metrics", func() bool {
+		req, _ := http.NewRequest(http.MethodGet, base+"/metrics", nil)
+		req.Header.Set("Authorization", "Bearer "+e2eToken)
+		resp, err := client.Do(req)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		families = families[:0]
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			if name, ok := strings.CutPrefix(sc.Text(), "# HELP eddy_"); ok {
+				families = append(families, "eddy_"+strings.Fields(name)[0])
+			}
+		}
+		return slices.ContainsFunc(families, func(s string) bool { return strings.HasPrefix(s, "eddy_sensor_") })
+	})
+	for _, name := range families {
+		if !bytes.Contains(doc, []byte("`"+name+"`")) {
+			t.Errorf("%s is exported but not described in docs/metrics.md", name)
+		}
+	}
+	if len(families) < 40 {
+		t.Errorf("only %d eddy_* families: %v", len(families), families)
+	}
 }
