@@ -97,7 +97,7 @@ func tailCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	defer t.close()
 	if err := t.run(ctx); err != nil && !errors.Is(err, context.Canceled) {
-		fmt.Fprintln(stderr, "eddy tail:", err)
+		fmt.Fprintln(stderr, "eddy tail:", strings.TrimPrefix(err.Error(), errFatal.Error()+": "))
 		return exitFail
 	}
 	return exitOK
@@ -238,7 +238,9 @@ func (t *tailer) stream(ctx context.Context) (bool, error) {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		err := fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
 		switch resp.StatusCode {
-		case http.StatusUnauthorized, http.StatusForbidden, http.StatusBadRequest, http.StatusNotFound:
+		case http.StatusUnauthorized:
+			return false, fmt.Errorf("%w: %w\n  The device refused the token: pass the one `eddy token` prints on the device with --token or $EDDY_TOKEN", errFatal, err)
+		case http.StatusForbidden, http.StatusBadRequest, http.StatusNotFound:
 			return false, fmt.Errorf("%w: %w", errFatal, err)
 		}
 		return false, err

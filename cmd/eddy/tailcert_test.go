@@ -77,6 +77,14 @@ func TestE2ETailUnverifiableCert(t *testing.T) {
 			})
 		}
 	}
+	// A wrong token is the other configuration error: once, exit 1.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, eddyBin, "tail", base, "--ca", dev.CAFile(), "--token", "wrong-token-0123456789").CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != exitFail || strings.Count(string(out), "eddy tail:") != 1 ||
+		!strings.Contains(string(out), "refused the token") || strings.Contains(string(out), "not retrying") {
+		t.Errorf("wrong token: %v\n%s", err, out)
+	}
 	// The fixes it names work: pinned, tail prints records until stopped.
 	for _, args := range [][]string{{"--fingerprint", fp}, {"--ca", dev.CAFile(), "--http3"}} {
 		tp := startTail(t, append([]string{base, "--token", tok, "--topic", "system/#"}, args...)...)
