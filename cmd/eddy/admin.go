@@ -48,7 +48,7 @@ func certCmd(args []string, stdout, stderr io.Writer) int {
 		return exitFail
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "eddy cert: %v\n", err)
+		fmt.Fprintf(stderr, "eddy cert: %v%s\n", err, permissionHint(err, a))
 		return exitFail
 	}
 	fmt.Fprintf(stdout, "fingerprint: %s\n", fp)
@@ -108,7 +108,7 @@ func tokenCmd(args []string, stdout, stderr io.Writer) int {
 		return exitFail
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "eddy token: %v\n", err)
+		fmt.Fprintf(stderr, "eddy token: %v%s\n", err, permissionHint(err, a))
 		return exitFail
 	}
 	tok := strings.TrimSpace(string(b))
@@ -143,7 +143,7 @@ func adminConfig(name string, args []string, stdout, stderr io.Writer) (*adminCf
 	}
 	cfg, path, err := loadConfig(f)
 	if err != nil {
-		fmt.Fprintf(stderr, "eddy %s: %v\n", name, err)
+		printConfigError(stderr, name, err)
 		return nil, exitConfig
 	}
 	return &adminCfg{name: name, cfg: cfg, flags: f, path: path}, exitOK
@@ -186,6 +186,15 @@ func (a *adminCfg) where() string {
 		"  Point eddy %s at the running daemon's data: --data DIR (the .deb's: /var/lib/eddy),\n"+
 		"  --config FILE (its storage.dir), or STATE_DIRECTORY=DIR. The daemon logs its data\n"+
 		"  directory at start (\"ring log open\", path).\n", src, a.name)
+}
+
+// permissionHint explains a permission error: the daemon's files belong
+// to its user.
+func permissionHint(err error, a *adminCfg) string {
+	if !errors.Is(err, fs.ErrPermission) {
+		return ""
+	}
+	return fmt.Sprintf("\n  The daemon's files are readable by its user only: run eddy %s as that user or with sudo.", a.name)
 }
 
 // abs makes a path absolute for messages, so that "./eddy-data" says

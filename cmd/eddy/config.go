@@ -97,10 +97,26 @@ func checkConfigCmd(args []string, stdout, stderr io.Writer) int {
 	if len(pos) != 1 {
 		return usageError(stderr, "check-config", "want exactly one FILE")
 	}
-	if _, err := config.Load(pos[0]); err != nil {
+	cfg, err := config.Load(pos[0])
+	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return exitConfig
 	}
+	if len(cfg.Sensors) == 0 && len(cfg.MQTT) == 0 {
+		fmt.Fprintf(stdout, "%s: ok, but it has no [[sensor]] and no [[mqtt]] block: eddy run will record nothing\n", pos[0])
+		return exitOK
+	}
 	fmt.Fprintf(stdout, "%s: ok\n", pos[0])
 	return exitOK
+}
+
+// printConfigError reports a config that does not load: every error on
+// its own line (they name the file, line and key already).
+func printConfigError(stderr io.Writer, cmd string, err error) {
+	var es config.Errors
+	if errors.As(err, &es) {
+		fmt.Fprintf(stderr, "eddy %s: the config has %d error(s):\n%v\n", cmd, len(es), err)
+		return
+	}
+	fmt.Fprintf(stderr, "eddy %s: %v\n", cmd, err)
 }

@@ -74,7 +74,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 
 // helpCmd lists the commands, or shows the usage of the one named.
 func helpCmd(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "-help" || args[0] == "--help" {
 		printCommands(stdout)
 		return exitOK
 	}

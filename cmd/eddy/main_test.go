@@ -90,7 +90,7 @@ func TestHelp(t *testing.T) {
 			})
 		}
 	}
-	for _, args := range [][]string{nil, {"help"}, {"--help"}, {"-h"}, {"help", "help"}} {
+	for _, args := range [][]string{nil, {"help"}, {"--help"}, {"-h"}, {"help", "help"}, {"help", "--help"}} {
 		var out, errb bytes.Buffer
 		rc := realMain(args, &out, &errb)
 		text, want := out.String(), exitOK

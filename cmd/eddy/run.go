@@ -34,7 +34,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	cfg, path, err := loadConfig(f)
 	if err != nil {
-		fmt.Fprintln(stderr, "eddy:", err)
+		printConfigError(stderr, "run", err)
 		return exitConfig
 	}
 	logger := newLogger(stderr)
