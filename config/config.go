@@ -143,24 +143,38 @@ const maxDecodeErrors = 50
 // line and key. A document that is not TOML gets one error, where it
 // stops parsing.
 func Parse(name string, data []byte) (*Config, error) {
-	pos, exprs, perr := indexPositions(data)
+	var c *Config
+	fresh := func() any {
+		c = Default()
+		c.Sensors = nil
+		return c
+	}
+	if err := parseStrict(name, data, fresh, func() error { return c.Validate() }); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// parseStrict decodes data into the value fresh returns and validates it
+// with validate, collecting every error as Errors: unknown keys, values
+// of the wrong type (each set aside in turn so that decoding can go on,
+// fresh is called again for each try) and validation errors, each with
+// name, its line and its key. A document that is not TOML gets one error.
+func parseStrict(name string, data []byte, fresh func() any, validate func() error) error {
+	pos, exprs, perr := indexDocument(data)
 	if perr != nil {
-		c := Default()
-		if err := toml.Unmarshal(data, c); err != nil {
-			return nil, Errors{decodeError(name, err)}
+		if err := toml.Unmarshal(data, fresh()); err != nil {
+			return Errors{decodeError(name, err)}
 		}
-		return nil, Errors{{File: name, Msg: perr.Error()}}
+		return Errors{{File: name, Msg: perr.Error()}}
 	}
 	var errs errList
 	decoded := map[string]bool{} // keys with a decode error: their defaults stand, do not report them twice
 	doc := data
-	var c *Config
 	for tries := 0; ; tries++ {
-		c = Default()
-		c.Sensors = nil
 		dec := toml.NewDecoder(bytes.NewReader(doc))
 		dec.DisallowUnknownFields()
-		err := dec.Decode(c)
+		err := dec.Decode(fresh())
 		if err == nil {
 			break
 		}
@@ -184,7 +198,7 @@ func Parse(name string, data []byte) (*Config, error) {
 		if i < 0 || tries >= maxDecodeErrors {
 			// Not a key/value we can set aside: what follows cannot be read.
 			sortByLine(Errors(errs))
-			return nil, errs.err()
+			return errs.err()
 		}
 		// Set the bad value aside (blank its lines) and decode again, to
 		// find the errors after it.
@@ -194,7 +208,7 @@ func Parse(name string, data []byte) (*Config, error) {
 		}
 		doc = blankLines(doc, e.Line, end)
 	}
-	if verr := c.Validate(); verr != nil {
+	if verr := validate(); verr != nil {
 		var ve errList
 		ve.addErr(verr)
 		for _, e := range ve {
@@ -206,11 +220,8 @@ func Parse(name string, data []byte) (*Config, error) {
 			errs = append(errs, e)
 		}
 	}
-	if len(errs) > 0 {
-		sortByLine(Errors(errs))
-		return nil, errs.err()
-	}
-	return c, nil
+	sortByLine(Errors(errs))
+	return errs.err()
 }
 
 // keyAt is the resolved key of the key/value on line, or fallback.

@@ -155,7 +155,7 @@ func FuzzParse(f *testing.F) {
 
 func TestNestedArrayTablePositions(t *testing.T) {
 	doc := "[[sensor]]\nkind = \"system\"\n\n[[sensor]]\nkind = \"ads1115\"\nname = \"adc\"\n[[sensor.channel]]\ninput = 0\n[[sensor.channel]]\ninput = 1\ngain = 3\n"
-	pos, _, err := indexPositions([]byte(doc))
+	pos, err := indexPositions([]byte(doc))
 	if err != nil {
 		t.Fatal(err)
 	}

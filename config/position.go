@@ -36,7 +36,15 @@ type expr struct {
 	kv   bool
 }
 
-func indexPositions(data []byte) (positions, []expr, error) {
+// indexPositions maps the keys of a document to their lines.
+func indexPositions(data []byte) (positions, error) {
+	pos, _, err := indexDocument(data)
+	return pos, err
+}
+
+// indexDocument maps the keys of a document to their lines and lists its
+// top-level expressions in order.
+func indexDocument(data []byte) (positions, []expr, error) {
 	pos := positions{}
 	var exprs []expr
 	arrays := map[string]int{} // resolved array-of-tables path -> count seen

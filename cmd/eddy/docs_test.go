@@ -3,14 +3,19 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding"
 	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/eddy-iot/eddy/config"
 )
 
 // TestDocsConfigExamples runs every ```toml block of README.md and
@@ -130,5 +135,82 @@ func TestDocsMetricsFamilies(t *testing.T) {
 	}
 	if len(families) < 40 {
 		t.Errorf("only %d eddy_* families: %v", len(families), families)
+	}
+}
+
+// TestDocsConfigKeys: every key of the configuration schema is described
+// in docs/config.md, in the section of its table (a heading naming
+// `[table]` or `[[table]]`).
+func TestDocsConfigKeys(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "config.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sections := map[string]string{} // table path -> its section's text
+	var cur []string
+	text := ""
+	flush := func() {
+		for _, c := range cur {
+			sections[c] += text
+		}
+	}
+	for line := range strings.SplitSeq(string(doc), "\n") {
+		if strings.HasPrefix(line, "#") {
+			flush()
+			cur, text = nil, ""
+			for _, m := range tableHeading.FindAllStringSubmatch(line, -1) {
+				cur = append(cur, m[1])
+			}
+			continue
+		}
+		text += line + "\n"
+	}
+	flush()
+	keys := map[string][]string{}
+	schemaKeys(reflect.TypeFor[config.Config](), "", keys)
+	if len(keys) < 8 {
+		t.Fatalf("schema walk found %d tables: %v", len(keys), keys)
+	}
+	for table, names := range keys {
+		sec, ok := sections[table]
+		if !ok {
+			t.Errorf("docs/config.md has no section headed `[%s]` or `[[%s]]`", table, table)
+			continue
+		}
+		for _, k := range names {
+			if !strings.Contains(sec, "`"+k+"`") {
+				t.Errorf("docs/config.md does not describe %s.%s in its section", table, k)
+			}
+		}
+	}
+}
+
+var tableHeading = regexp.MustCompile("`\\[\\[?([a-z_.]+)\\]\\]?`")
+
+// schemaKeys collects the TOML keys of struct type t by table path.
+func schemaKeys(t reflect.Type, table string, out map[string][]string) {
+	text := reflect.TypeFor[encoding.TextUnmarshaler]()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+		if name == "" || name == "-" {
+			continue
+		}
+		ft := f.Type
+		if ft.Kind() == reflect.Pointer {
+			ft = ft.Elem()
+		}
+		if ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.Struct {
+			ft = ft.Elem()
+		}
+		path := name
+		if table != "" {
+			path = table + "." + name
+		}
+		if ft.Kind() == reflect.Struct && !reflect.PointerTo(ft).Implements(text) {
+			schemaKeys(ft, path, out)
+			continue
+		}
+		out[table] = append(out[table], name)
 	}
 }
