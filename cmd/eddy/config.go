@@ -119,4 +119,7 @@ func printConfigError(stderr io.Writer, cmd string, err error) {
 		return
 	}
 	fmt.Fprintf(stderr, "eddy %s: %v\n", cmd, err)
+	if errors.Is(err, fs.ErrPermission) {
+		fmt.Fprintf(stderr, "  The config is readable by the daemon's user only: run eddy %s as that user or with sudo.\n", cmd)
+	}
 }
