@@ -83,6 +83,9 @@ type authThrottle struct {
 	max    int
 	window time.Duration
 	now    func() time.Time
+	// until is the latest blockedUntil of any address (Unix ns): before
+	// then no request needs the lock to learn that it is not blocked.
+	until atomic.Int64
 
 	mu        sync.Mutex // protects addrs and lastSweep
 	addrs     map[netip.Prefix]*failures
@@ -112,6 +115,9 @@ func throttleKey(a netip.Addr) netip.Prefix {
 
 // blocked returns how long addr stays blocked; 0 when it is not.
 func (t *authThrottle) blocked(addr netip.Addr) time.Duration {
+	if t.now().UnixNano() >= t.until.Load() {
+		return 0 // no address is blocked
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	f := t.addrs[throttleKey(addr)]
@@ -141,6 +147,9 @@ func (t *authThrottle) fail(addr netip.Addr) {
 	if f.n++; f.n >= t.max {
 		f.blockedUntil = now.Add(t.window)
 		f.n, f.start = 0, now
+		if u := f.blockedUntil.UnixNano(); u > t.until.Load() {
+			t.until.Store(u) // under t.mu: no lost update
+		}
 	}
 }
 
