@@ -65,7 +65,7 @@ func TestDeepJSONStoredAsText(t *testing.T) {
 	}
 	recs := records(t, l)
 	if len(recs) != 1 || recs[0].Kind != ringlog.KindText {
-		t.Fatalf("stored %+v, want one text record", recs)
+		t.Fatalf("stored %d records (first of kind %v), want one text record", len(recs), recs[0].Kind)
 	}
 }
 

@@ -148,8 +148,8 @@ const memHighPercent = 80
 // memGauge tells whether the Go heap is near the memory limit. It reads
 // runtime/metrics (no stop-the-world) at most every memSampleEvery.
 type memGauge struct {
-	limit int64  // 0: never high
-	high  uint64 // threshold in bytes
+	limit int64         // 0: never high
+	high  atomic.Uint64 // threshold in bytes
 
 	mu      sync.Mutex // protects samples
 	samples []metrics.Sample
@@ -163,7 +163,7 @@ func newMemGauge(limit int64) *memGauge {
 		{Name: "/memory/classes/heap/stacks:bytes"},
 	}}
 	if limit > 0 {
-		g.high = uint64(limit) / 100 * memHighPercent
+		g.high.Store(uint64(limit) / 100 * memHighPercent)
 	}
 	return g
 }
@@ -189,7 +189,7 @@ func (g *memGauge) sample() uint64 {
 
 // isHigh reports whether memory is above memHighPercent of the limit.
 func (g *memGauge) isHigh() bool {
-	return g.limit > 0 && g.sample() > g.high
+	return g.limit > 0 && g.sample() > g.high.Load()
 }
 
 // tokenBucket allows burst events at once and rate per second after; not
