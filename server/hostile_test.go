@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 
@@ -588,4 +589,49 @@ func TestMemoryAdmission(t *testing.T) {
 	if n := e.srv.DefenseStats().Refused[RefusedMemory]; n < 2 {
 		t.Errorf("memory refusals counted %d, want at least 2", n)
 	}
+}
+
+// HTTP/3 stream-reset abuse: requests opened and cancelled as fast as the
+// client can, for 4 s. The server closes such a connection (and refuses
+// the address for a while) rather than serving resets forever.
+func TestHostileH3Reset(t *testing.T) {
+	h := startHostile(t, nil)
+	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: attacker})
+	if err != nil {
+		t.Fatal(err)
+	}
+	qt := &quic.Transport{Conn: pc}
+	defer qt.Close()
+	tr := &http3.Transport{
+		TLSClientConfig: &stdtls.Config{RootCAs: h.roots(t)},
+		Dial: func(ctx context.Context, addr string, tlsCfg *stdtls.Config, cfg *quic.Config) (*quic.Conn, error) {
+			ua, err := net.ResolveUDPAddr("udp", addr)
+			if err != nil {
+				return nil, err
+			}
+			return qt.DialEarly(ctx, ua, tlsCfg, cfg)
+		},
+	}
+	defer tr.Close()
+	end := time.Now().Add(4 * time.Second)
+	var resets, connErrs int
+	for time.Now().Before(end) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, h.url("/events"), nil)
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		resp, err := tr.RoundTrip(req)
+		cancel() // the reset
+		if err != nil {
+			connErrs++
+			time.Sleep(20 * time.Millisecond)
+			continue
+		}
+		resp.Body.Close()
+		resets++
+	}
+	t.Logf("%d requests reset, %d failed", resets, connErrs)
+	if connErrs == 0 {
+		t.Errorf("the server never closed a connection that reset %d requests in 4 s", resets)
+	}
+	h.check(t)
 }
