@@ -75,6 +75,7 @@ type hostileRun struct {
 type hostileResult struct {
 	class              string
 	peakRSS, settleRSS int64
+	peakAnon           int64   // RssAnon: RSS without the ring log's mapped file pages
 	cpu                float64 // cores, during the attack
 	p99, maxGap        time.Duration
 	missed             uint64 // records dropped on a legit stream, as its gap events said
@@ -149,7 +150,7 @@ func (e *env) hostile(ctx context.Context) error {
 		fmt.Fprintf(e.f.out, "; eddy in cgroup %s, memory limit %d MiB", cg.dir, e.f.memcap>>20)
 	}
 	fmt.Fprintln(e.f.out)
-	fmt.Fprintf(e.f.out, "%-16s %9s %9s %6s %9s %9s %6s %5s  %s\n", "class", "peak RSS", "settled", "CPU", "p99", "max gap", "missed", "recon", "refused by eddy; attacker saw")
+	fmt.Fprintf(e.f.out, "%-16s %9s %9s %9s %6s %9s %9s %6s %5s  %s\n", "class", "peak RSS", "peak anon", "settled", "CPU", "p99", "max gap", "missed", "recon", "refused by eddy; attacker saw")
 	var results []hostileResult
 	for i, c := range hostileClasses {
 		if !e.f.wantClass(c.name) {
@@ -200,7 +201,7 @@ func (h *hostileRun) runClass(ctx context.Context, c hostileClass) (hostileResul
 	if err != nil {
 		return r, err
 	}
-	var peak atomic.Int64
+	var peak, peakAnon atomic.Int64
 	peak.Store(u0.rss)
 	sctx, scancel := context.WithCancel(ctx)
 	sdone := make(chan struct{})
@@ -209,6 +210,9 @@ func (h *hostileRun) runClass(ctx context.Context, c hostileClass) (hostileResul
 		for sleepCtx(sctx, 50*time.Millisecond) == nil {
 			if u, err := readUsage(h.srv.pid()); err == nil && u.rss > peak.Load() {
 				peak.Store(u.rss)
+			}
+			if a := rssAnon(h.srv.pid()); a > peakAnon.Load() {
+				peakAnon.Store(a)
 			}
 		}
 	}()
@@ -222,7 +226,7 @@ func (h *hostileRun) runClass(ctx context.Context, c hostileClass) (hostileResul
 	scancel()
 	<-sdone
 	u2, _ := readUsage(h.srv.pid())
-	r.peakRSS, r.settleRSS = peak.Load(), u2.rss
+	r.peakRSS, r.settleRSS, r.peakAnon = peak.Load(), u2.rss, peakAnon.Load()
 	var lats []time.Duration
 	for _, lc := range h.legit {
 		l, gap, missed, recon := lc.take()
@@ -259,7 +263,7 @@ func printHostileLine(w io.Writer, r, base hostileResult) {
 	if base.p99 > 0 && r.class != base.class {
 		ratio = fmt.Sprintf(" (%.1fx)", float64(r.p99)/float64(base.p99))
 	}
-	fmt.Fprintf(w, "%-16s %6.0f MiB %6.0f MiB %6.2f %9s %9s %6d %5d  %s; %s\n", r.class, mib(r.peakRSS), mib(r.settleRSS), r.cpu,
+	fmt.Fprintf(w, "%-16s %6.0f MiB %6.0f MiB %6.0f MiB %6.2f %9s %9s %6d %5d  %s; %s\n", r.class, mib(r.peakRSS), mib(r.peakAnon), mib(r.settleRSS), r.cpu,
 		r.p99.Round(time.Millisecond).String()+ratio, r.maxGap.Round(time.Millisecond), r.missed, r.reconnects, refs, r.attacker)
 }
 
@@ -397,6 +401,22 @@ func (lc *legitClient) stream(ctx context.Context, rt http.RoundTripper, base st
 		}
 	}
 	return sc.Err()
+}
+
+// rssAnon is RssAnon of pid in bytes (0 when unreadable): the RSS
+// without file pages, which for eddy are mostly the ring log's mapping.
+func rssAnon(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "RssAnon:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
 }
 
 // attackDial dials TCP from the attack address.
