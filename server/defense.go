@@ -69,12 +69,12 @@ func Refusals() []Refusal {
 // defense holds the refusal counters and the rate-limited log of refusals.
 type defense struct {
 	counts [numRefusals]atomic.Uint64
-	log    *rateLog
+	log    *defenseLog
 	mem    *memGauge
 }
 
 // refuse counts one refusal and logs it (at warn, at most once per
-// rateLogInterval per reason, with the count since the last line).
+// defenseLogInterval per reason, with the count since the last line).
 func (d *defense) refuse(r Refusal, args ...any) {
 	d.counts[r].Add(1)
 	d.log.Warn(r.String(), "server: refused", append([]any{"reason", r.String()}, args...)...)
@@ -91,39 +91,39 @@ func (s *Server) DefenseStats() DefenseStats {
 	return st
 }
 
-// rateLogInterval is the least time between two log lines of one kind.
-const rateLogInterval = 10 * time.Second
+// defenseLogInterval is the least time between two log lines of one kind.
+const defenseLogInterval = 10 * time.Second
 
-// rateLog logs at warn at most once per interval per kind; the line says
+// defenseLog logs at warn at most once per interval per kind; the line says
 // how many events of that kind were not logged since the previous one and
 // their total. It is deliberately tiny so that it can be swapped for the
 // server's shared refusal logger: the only method used is Warn.
-type rateLog struct {
+type defenseLog struct {
 	log      *slog.Logger
 	interval time.Duration
 
 	mu    sync.Mutex // protects kinds
-	kinds map[string]*rateLogKind
+	kinds map[string]*defenseLogKind
 }
 
-type rateLogKind struct {
+type defenseLogKind struct {
 	last       time.Time
 	suppressed uint64
 	total      uint64
 }
 
-func newRateLog(log *slog.Logger, interval time.Duration) *rateLog {
-	return &rateLog{log: log, interval: interval, kinds: map[string]*rateLogKind{}}
+func newDefenseLog(log *slog.Logger, interval time.Duration) *defenseLog {
+	return &defenseLog{log: log, interval: interval, kinds: map[string]*defenseLogKind{}}
 }
 
 // Warn logs msg with args unless a line of this kind was logged within
 // the interval; kind must come from a small fixed set.
-func (l *rateLog) Warn(kind, msg string, args ...any) {
+func (l *defenseLog) Warn(kind, msg string, args ...any) {
 	now := time.Now()
 	l.mu.Lock()
 	k := l.kinds[kind]
 	if k == nil {
-		k = &rateLogKind{}
+		k = &defenseLogKind{}
 		l.kinds[kind] = k
 	}
 	k.total++

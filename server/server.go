@@ -231,7 +231,7 @@ func New(opts Options) (*Server, error) {
 		auth: newAuthenticator(o.Tokens, o.SessionKey, o.SessionTTL, o.TLS.ClientCAs != nil),
 		lim:  newHostLimiter(o.MaxStreamsPerHost),
 		def: &defense{
-			log: newRateLog(o.Logger, rateLogInterval),
+			log: newDefenseLog(o.Logger, defenseLogInterval),
 			mem: newMemGauge(o.MemoryLimit),
 		},
 		tcpLim:  newConnLimiter(o.MaxConns, o.MaxConnsPerHost, o.MaxHandshakes, o.MaxHandshakesPerHost),
