@@ -1,0 +1,87 @@
+package server
+
+import (
+	"bytes"
+	"log/slog"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// A flood of refusals is one warn line per interval per reason, each
+// saying how many were not logged since the last one and the total.
+func TestDefenseLogRateLimits(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var buf bytes.Buffer
+		l := newDefenseLog(slog.New(slog.NewTextHandler(&buf, nil)), 10*time.Second)
+		for range 1000 {
+			l.Warn("a", "server: refused", "reason", "a")
+		}
+		l.Warn("b", "server: refused", "reason", "b")
+		time.Sleep(10 * time.Second)
+		l.Warn("a", "server: refused", "reason", "a")
+		lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+		if len(lines) != 3 {
+			t.Fatalf("%d lines, want 3:\n%s", len(lines), buf.String())
+		}
+		for i, want := range []string{"reason=a suppressed=0 total=1", "reason=b suppressed=0 total=1", "reason=a suppressed=999 total=1001"} {
+			if !strings.Contains(lines[i], want) || !strings.Contains(lines[i], "level=WARN") {
+				t.Errorf("line %d = %q, want %q at WARN", i, lines[i], want)
+			}
+		}
+	})
+}
+
+func TestTokenBucket(t *testing.T) {
+	b := newTokenBucket(3, 1)
+	now := time.Unix(1000, 0)
+	for i := range 3 {
+		if !b.take(now) {
+			t.Fatalf("take %d of the burst refused", i)
+		}
+	}
+	if b.take(now) {
+		t.Fatal("take beyond the burst allowed")
+	}
+	if !b.take(now.Add(time.Second)) {
+		t.Fatal("take after a second's refill refused")
+	}
+}
+
+// h2Guard follows frame headers split across reads and skips payloads.
+func TestH2GuardScan(t *testing.T) {
+	g := &h2Guard{preface: len(clientPreface),
+		resets: newTokenBucket(2, 0), streams: newTokenBucket(100, 0), control: newTokenBucket(100, 0)}
+	frame := func(typ, flags byte, payload int) []byte {
+		return append([]byte{byte(payload >> 16), byte(payload >> 8), byte(payload), typ, flags, 0, 0, 0, 1}, make([]byte, payload)...)
+	}
+	var in []byte
+	in = append(in, clientPreface...)
+	in = append(in, frame(frameSettings, 0, 12)...)
+	in = append(in, frame(frameHeaders, 0, 100)...) // no END_HEADERS
+	for range h2MaxContinuations - 1 { // and the last one ends the block
+		in = append(in, frame(frameContinuation, 0, 0)...)
+	}
+	in = append(in, frame(frameContinuation, flagEndHeaders, 5)...)
+	in = append(in, frame(frameRSTStream, 0, 4)...)
+	in = append(in, frame(frameRSTStream, 0, 4)...)
+	for i := 0; i < len(in); i += 7 { // in pieces, as reads come
+		if why, bad := g.scan(in[i:min(i+7, len(in))]); bad {
+			t.Fatalf("legitimate frames refused: %v", why)
+		}
+	}
+	if why, bad := g.scan(frame(frameRSTStream, 0, 4)); !bad || why != RefusedH2RapidReset {
+		t.Errorf("third RST_STREAM over a burst of 2: %v %v, want h2_rapid_reset", why, bad)
+	}
+	g2 := &h2Guard{streams: newTokenBucket(100, 0)}
+	g2.scan(frame(frameHeaders, 0, 10))
+	var bad bool
+	var why Refusal
+	for range h2MaxContinuations + 1 {
+		why, bad = g2.scan(frame(frameContinuation, 0, 0))
+	}
+	if !bad || why != RefusedH2Continuation {
+		t.Errorf("%d CONTINUATION frames: %v %v, want h2_continuation", h2MaxContinuations+1, why, bad)
+	}
+}
