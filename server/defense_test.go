@@ -85,3 +85,27 @@ func TestH2GuardScan(t *testing.T) {
 		t.Errorf("%d CONTINUATION frames: %v %v, want h2_continuation", h2MaxContinuations+1, why, bad)
 	}
 }
+
+// h2Guard's verdict does not depend on how reads split the stream, and no
+// input makes it panic.
+func FuzzH2GuardScan(f *testing.F) {
+	f.Add([]byte(clientPreface+"\x00\x00\x00\x04\x00\x00\x00\x00\x00"), uint8(3))
+	f.Add([]byte(clientPreface+"\x00\x00\x01\x01\x00\x00\x00\x00\x01x\x00\x00\x00\x09\x00\x00\x00\x00\x01"), uint8(1))
+	f.Fuzz(func(t *testing.T, data []byte, step uint8) {
+		mk := func() *h2Guard {
+			return &h2Guard{preface: len(clientPreface), resets: newTokenBucket(2, 0),
+				streams: newTokenBucket(2, 0), control: newTokenBucket(2, 0)}
+		}
+		whole, piecewise := mk(), mk()
+		w1, b1 := whole.scan(data)
+		n := int(step%16) + 1
+		var w2 Refusal
+		var b2 bool
+		for i := 0; i < len(data) && !b2; i += n {
+			w2, b2 = piecewise.scan(data[i:min(i+n, len(data))])
+		}
+		if b1 != b2 || w1 != w2 {
+			t.Fatalf("whole: %v %v; in steps of %d: %v %v", w1, b1, n, w2, b2)
+		}
+	})
+}
