@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"encoding/json"
+	"errors"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -162,4 +163,38 @@ func TestMaxTopicsEvictsIdle(t *testing.T) {
 			t.Errorf("stats: evicted %d refused %d topics %d, want 1 1 100", st.TopicsEvicted, st.TopicsRefused, st.Topics)
 		}
 	})
+}
+
+// Messages left unacknowledged for a full queue hold the broker's
+// in-flight slots until the connection ends (issue 12's probe lost 1,096
+// legitimate messages that way, the broker's window stuck): once the
+// queue drains, the session is ended so that the broker delivers them
+// again.
+func TestRedeliverLeftEndsSession(t *testing.T) {
+	l := openLog(t, time.Hour)
+	m, err := NewMQTT(testConfig("tcp://127.0.0.1:1", "left", "sensors/#"), l, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.redeliverLeft()
+	select {
+	case err := <-m.lost:
+		t.Fatalf("session ended with nothing left unacknowledged: %v", err)
+	default:
+	}
+	var acks atomic.Int32
+	m.notAcked("ack_queue_full", pending{msg: fakeMsg{topic: "sensors/a", qos: 1, acks: &acks}})
+	m.notAcked("shutdown", pending{msg: fakeMsg{topic: "sensors/a", qos: 1, acks: &acks}})
+	m.redeliverLeft()
+	select {
+	case err := <-m.lost:
+		if !errors.Is(err, errRedeliver) {
+			t.Fatalf("session ended with %v, want errRedeliver", err)
+		}
+	default:
+		t.Fatal("session not ended with a message left unacknowledged")
+	}
+	if n := m.left.Load(); n != 0 {
+		t.Errorf("left = %d after the redelivery was asked for", n)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"hash/maphash"
 	"io"
@@ -120,6 +121,7 @@ type MQTT struct {
 	started   atomic.Bool   // Run was called
 	draining  atomic.Bool   // set at shutdown: the handler stores nothing more
 	saturated atomic.Bool   // the ack queue stayed full; the handler no longer waits
+	left      atomic.Int64  // messages left unacknowledged for a full queue since the last redelivery
 
 	noWait context.Context // already cancelled: WaitDurable as a probe
 
@@ -338,6 +340,10 @@ func (m *MQTT) session(ctx context.Context, client paho.Client) bool {
 	m.logger.Info("mqtt connected and subscribed")
 	select {
 	case err := <-m.lost:
+		if errors.Is(err, errRedeliver) {
+			client.Disconnect(250)
+			return true
+		}
 		m.stats.lost.Add(1)
 		m.logger.Warn("mqtt connection lost; reconnecting", "err", err)
 	case <-ctx.Done():

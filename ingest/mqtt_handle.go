@@ -250,8 +250,33 @@ func (m *MQTT) enqueue(p pending) {
 func (m *MQTT) notAcked(reason string, p pending) {
 	m.stats.waiting.Add(-1)
 	m.stats.notAcked.Add(1)
+	if reason == "ack_queue_full" {
+		m.left.Add(1)
+	}
 	m.limit.warn(reason, "mqtt message left unacknowledged for the broker to redeliver",
 		"reason", reason, "topic", p.msg.Topic(), "seq", p.seq)
+}
+
+// errRedeliver ends a session on purpose: see redeliverLeft.
+var errRedeliver = errors.New("ingest: reconnecting for the broker to redeliver unacknowledged messages")
+
+// redeliverLeft is called by the acker when its queue has drained. A
+// message left unacknowledged while the queue was full holds one of the
+// broker's in-flight slots for as long as the connection lasts (the
+// broker redelivers only on a new connection); enough of them and the
+// broker stops sending altogether. So once the queue is empty again, the
+// session is ended and the broker delivers them again; they were stored,
+// so they are acknowledged without being stored twice (storedBefore).
+func (m *MQTT) redeliverLeft() {
+	n := m.left.Swap(0)
+	if n == 0 {
+		return
+	}
+	m.logger.Warn("mqtt reconnecting for the broker to redeliver messages left unacknowledged while the disk was behind", "messages", n)
+	select {
+	case m.lost <- errRedeliver:
+	default:
+	}
 }
 
 // acker acknowledges queued messages in order, each once its records are
@@ -262,6 +287,9 @@ func (m *MQTT) acker(ctx context.Context) {
 		select {
 		case p := <-m.queue:
 			m.settle(ctx, p)
+			if len(m.queue) == 0 {
+				m.redeliverLeft()
+			}
 		case <-m.stop:
 			for {
 				select {
