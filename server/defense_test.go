@@ -60,7 +60,7 @@ func TestH2GuardScan(t *testing.T) {
 	in = append(in, clientPreface...)
 	in = append(in, frame(frameSettings, 0, 12)...)
 	in = append(in, frame(frameHeaders, 0, 100)...) // no END_HEADERS
-	for range h2MaxContinuations - 1 { // and the last one ends the block
+	for range h2MaxContinuations - 1 {              // and the last one ends the block
 		in = append(in, frame(frameContinuation, 0, 0)...)
 	}
 	in = append(in, frame(frameContinuation, flagEndHeaders, 5)...)

@@ -19,6 +19,7 @@ import (
 	"net/url"
 	"runtime"
 	"runtime/metrics"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -632,6 +633,51 @@ func TestHostileH3Reset(t *testing.T) {
 	t.Logf("%d requests reset, %d failed", resets, connErrs)
 	if connErrs == 0 {
 		t.Errorf("the server never closed a connection that reset %d requests in 4 s", resets)
+	}
+	h.check(t)
+}
+
+// Issue 12: 6,000 idle unauthenticated HTTP/3 connections took 632 MB.
+// Completed handshakes count against their address's budget: here 500
+// connections from one address, with a budget of 50.
+func TestHostileIdleH3Conns(t *testing.T) {
+	h := startHostile(t, func(o *Options) { o.MaxConnsPerHost = 50 })
+	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: attacker})
+	if err != nil {
+		t.Fatal(err)
+	}
+	qt := &quic.Transport{Conn: pc}
+	defer qt.Close()
+	raddr := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: h.srv.Addr().(*net.TCPAddr).Port}
+	tc := &stdtls.Config{RootCAs: h.roots(t), ServerName: "127.0.0.1", NextProtos: []string{http3.NextProtoH3}}
+	var conns []*quic.Conn
+	defer func() {
+		for _, c := range conns {
+			c.CloseWithError(0, "")
+		}
+	}()
+	made := 0
+	prune := func() { // the attacker keeps only what is open
+		conns = slices.DeleteFunc(conns, func(c *quic.Conn) bool { return c.Context().Err() != nil })
+	}
+	for i := range 500 {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		c, err := qt.Dial(ctx, raddr, tc, &quic.Config{MaxIdleTimeout: 20 * time.Second, KeepAlivePeriod: 5 * time.Second})
+		cancel()
+		if err == nil {
+			made++
+			conns = append(conns, c)
+		}
+		if i%50 == 49 {
+			prune()
+		}
+	}
+	time.Sleep(time.Second)
+	prune()
+	open := len(conns)
+	t.Logf("%d connections made, %d still open", made, open)
+	if open > 50 {
+		t.Errorf("%d idle connections from one address still open, budget 50", open)
 	}
 	h.check(t)
 }

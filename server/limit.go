@@ -218,6 +218,26 @@ func (l *connLimiter) waitHandshake(ctx context.Context, addr netip.Addr) (relea
 	return func() { <-l.hsSem; <-h.hsSem }, 0, nil
 }
 
+// addHost counts an admitted connection (admitted with perHost false)
+// against addr's budget; false when that is full.
+func (l *connLimiter) addHost(addr netip.Addr) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	h := l.hosts[addr]
+	if h == nil {
+		h = &hostConns{hsSem: make(chan struct{}, l.maxHsPerHost)}
+		l.hosts[addr] = h
+	}
+	if h.conns >= l.maxPerHost {
+		if h.conns == 0 && h.handshakes == 0 {
+			delete(l.hosts, addr)
+		}
+		return false
+	}
+	h.conns++
+	return true
+}
+
 // handshakeDone ends the handshake counted by admit, whatever its outcome.
 func (l *connLimiter) handshakeDone(addr netip.Addr, perHost bool) {
 	l.mu.Lock()

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
 )
 
 // errQUICRefused rejects a QUIC connection attempt (quic-go answers it
@@ -21,24 +22,60 @@ type quicSlotKey struct{}
 // handshake slot ends when the handshake completes or fails, its
 // connection slot when the connection ends.
 type quicSlot struct {
-	lim     *connLimiter
-	addr    netip.Addr
-	perHost bool
-	hsOnce  sync.Once
+	s      *Server
+	addr   netip.Addr
+	hsOnce sync.Once
+
+	mu      sync.Mutex // protects perHost and done
+	perHost bool       // counted against addr's budget
+	done    bool       // the connection ended
+}
+
+func (q *quicSlot) counted() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.perHost
 }
 
 func (q *quicSlot) handshakeDone() {
-	q.hsOnce.Do(func() { q.lim.handshakeDone(q.addr, q.perHost) })
+	q.hsOnce.Do(func() { q.s.quicLim.handshakeDone(q.addr, q.counted()) })
+}
+
+// closed gives the connection's slots back.
+func (q *quicSlot) closed() {
+	q.handshakeDone()
+	q.mu.Lock()
+	q.done = true
+	counted := q.perHost
+	q.mu.Unlock()
+	q.s.quicLim.closed(q.addr, counted)
 }
 
 // watchHandshake ends the handshake slot when c completes its handshake
-// (the HTTP/3 server sees connections at 0.5-RTT, before that).
+// (the HTTP/3 server sees connections at 0.5-RTT, before that). A
+// completed handshake proves the client's address: a connection admitted
+// unverified is then counted against its address's budget, and closed if
+// that is full.
 func (q *quicSlot) watchHandshake(c *quic.Conn) {
 	select {
 	case <-c.HandshakeComplete():
 	case <-c.Context().Done():
+		q.handshakeDone()
+		return
 	}
 	q.handshakeDone()
+	q.mu.Lock()
+	if q.perHost || q.done {
+		q.mu.Unlock()
+		return
+	}
+	ok := q.s.quicLim.addHost(q.addr)
+	q.perHost = ok
+	q.mu.Unlock()
+	if !ok {
+		q.s.def.refuse(RefusedConnsPerHost, "remote", c.RemoteAddr().String(), "proto", "quic")
+		c.CloseWithError(quic.ApplicationErrorCode(http3.ErrCodeExcessiveLoad), "too many connections from this address")
+	}
 }
 
 // quicAdmit is the QUIC transport's ConnContext: it admits a connection
@@ -55,13 +92,10 @@ func (s *Server) quicAdmit(ctx context.Context, info *quic.ClientInfo) (context.
 		s.def.refuse(why, "remote", info.RemoteAddr.String(), "proto", "quic")
 		return ctx, errQUICRefused
 	}
-	slot := &quicSlot{lim: s.quicLim, addr: addr, perHost: info.AddrVerified}
+	slot := &quicSlot{s: s, addr: addr, perHost: info.AddrVerified}
 	// quic-go cancels ctx (the one it passed in) when the connection
 	// closes or its handshake fails.
-	context.AfterFunc(ctx, func() {
-		slot.handshakeDone()
-		s.quicLim.closed(addr, slot.perHost)
-	})
+	context.AfterFunc(ctx, slot.closed)
 	return context.WithValue(ctx, quicSlotKey{}, slot), nil
 }
 
