@@ -59,6 +59,7 @@ var hostileClasses = []hostileClass{
 	{"h2-continuation", (*hostileRun).continuation},
 	{"h3-reset", (*hostileRun).h3Reset},
 	{"topic-filters", (*hostileRun).filters},
+	{"history-scan", (*hostileRun).historyScan},
 	{"mqtt-burst", (*hostileRun).mqttBurst},
 }
 
@@ -752,6 +753,50 @@ func (h *hostileRun) filters(ctx context.Context) string {
 	}
 	wg.Wait()
 	return fmt.Sprintf("%d answered 200, %d refused, %d failed", ok.Load(), refused.Load(), failed.Load())
+}
+
+// historyScan: 16 clients asking /api/history?limit=100000 with 64
+// filters (the most eddy accepts) that match nothing, in a loop: every
+// request scans the whole log.
+func (h *hostileRun) historyScan(ctx context.Context) string {
+	tr := &http.Transport{TLSClientConfig: h.tc.Clone(), ForceAttemptHTTP2: true,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: attackIP}}
+			return d.DialContext(ctx, network, addr)
+		}}
+	defer tr.CloseIdleConnections()
+	q := url.Values{"limit": {"100000"}}
+	for i := range 64 {
+		q.Add("topic", fmt.Sprintf("nothing/%d/+/#", i))
+	}
+	path := h.srv.base + "/api/history?" + q.Encode()
+	var wg sync.WaitGroup
+	var ok, busy, failed atomic.Int64
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, path, nil)
+				req.Header.Set("Authorization", "Bearer "+loadToken)
+				resp, err := tr.RoundTrip(req)
+				if err != nil {
+					failed.Add(1)
+					sleepCtx(ctx, 10*time.Millisecond)
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					ok.Add(1)
+				} else {
+					busy.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return fmt.Sprintf("%d full scans answered, %d refused, %d failed", ok.Load(), busy.Load(), failed.Load())
 }
 
 // mqttBurst: 4,000 payloads of 60 KB at QoS 1 as fast as the broker

@@ -19,7 +19,7 @@
 //
 //   - hostile: issue 12's attack classes in turn (half-open TLS, QUIC
 //     Initials, HTTP/2 rapid reset and CONTINUATION flood, HTTP/3 resets,
-//     topic filters, an MQTT burst) beside a legitimate HTTP/2 and HTTP/3
+//     topic filters, full history scans, an MQTT burst) beside a legitimate HTTP/2 and HTTP/3
 //     stream; per class eddy's peak and settled RSS, CPU, the legitimate
 //     clients' p99 and longest gap, and what eddy refused. Baseline: the
 //     "quiet" class of the same run. -memcap runs eddy in a memory cgroup.
