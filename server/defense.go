@@ -1,11 +1,12 @@
 package server
 
 import (
-	"log/slog"
 	"runtime/metrics"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/eddy-iot/eddy/ratelog"
 )
 
 // Refusal is one reason the server refused or cut off a client. Each has a
@@ -69,7 +70,7 @@ func Refusals() []Refusal {
 // defense holds the refusal counters and the rate-limited log of refusals.
 type defense struct {
 	counts [numRefusals]atomic.Uint64
-	log    *defenseLog
+	log    *ratelog.Logger
 	mem    *memGauge
 }
 
@@ -91,52 +92,9 @@ func (s *Server) DefenseStats() DefenseStats {
 	return st
 }
 
-// defenseLogInterval is the least time between two log lines of one kind.
+// defenseLogInterval is the least time between two log lines of one
+// refusal reason.
 const defenseLogInterval = 10 * time.Second
-
-// defenseLog logs at warn at most once per interval per kind; the line says
-// how many events of that kind were not logged since the previous one and
-// their total. It is deliberately tiny so that it can be swapped for the
-// server's shared refusal logger: the only method used is Warn.
-type defenseLog struct {
-	log      *slog.Logger
-	interval time.Duration
-
-	mu    sync.Mutex // protects kinds
-	kinds map[string]*defenseLogKind
-}
-
-type defenseLogKind struct {
-	last       time.Time
-	suppressed uint64
-	total      uint64
-}
-
-func newDefenseLog(log *slog.Logger, interval time.Duration) *defenseLog {
-	return &defenseLog{log: log, interval: interval, kinds: map[string]*defenseLogKind{}}
-}
-
-// Warn logs msg with args unless a line of this kind was logged within
-// the interval; kind must come from a small fixed set.
-func (l *defenseLog) Warn(kind, msg string, args ...any) {
-	now := time.Now()
-	l.mu.Lock()
-	k := l.kinds[kind]
-	if k == nil {
-		k = &defenseLogKind{}
-		l.kinds[kind] = k
-	}
-	k.total++
-	if !k.last.IsZero() && now.Sub(k.last) < l.interval {
-		k.suppressed++
-		l.mu.Unlock()
-		return
-	}
-	suppressed, total := k.suppressed, k.total
-	k.last, k.suppressed = now, 0
-	l.mu.Unlock()
-	l.log.Warn(msg, append(args, "suppressed", suppressed, "total", total)...)
-}
 
 // memSampleEvery bounds how often admission control reads the runtime's
 // memory figures.

@@ -1,37 +1,9 @@
 package server
 
 import (
-	"bytes"
-	"log/slog"
-	"strings"
 	"testing"
-	"testing/synctest"
 	"time"
 )
-
-// A flood of refusals is one warn line per interval per reason, each
-// saying how many were not logged since the last one and the total.
-func TestDefenseLogRateLimits(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		var buf bytes.Buffer
-		l := newDefenseLog(slog.New(slog.NewTextHandler(&buf, nil)), 10*time.Second)
-		for range 1000 {
-			l.Warn("a", "server: refused", "reason", "a")
-		}
-		l.Warn("b", "server: refused", "reason", "b")
-		time.Sleep(10 * time.Second)
-		l.Warn("a", "server: refused", "reason", "a")
-		lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
-		if len(lines) != 3 {
-			t.Fatalf("%d lines, want 3:\n%s", len(lines), buf.String())
-		}
-		for i, want := range []string{"reason=a suppressed=0 total=1", "reason=b suppressed=0 total=1", "reason=a suppressed=999 total=1001"} {
-			if !strings.Contains(lines[i], want) || !strings.Contains(lines[i], "level=WARN") {
-				t.Errorf("line %d = %q, want %q at WARN", i, lines[i], want)
-			}
-		}
-	})
-}
 
 func TestTokenBucket(t *testing.T) {
 	b := newTokenBucket(3, 1)

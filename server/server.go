@@ -17,6 +17,7 @@ import (
 	"github.com/quic-go/quic-go/http3"
 	"golang.org/x/net/http2"
 
+	"github.com/eddy-iot/eddy/ratelog"
 	"github.com/eddy-iot/eddy/ringlog"
 	"github.com/eddy-iot/eddy/sse"
 )
@@ -86,6 +87,13 @@ type Options struct {
 	// WriteCoalesce is how long TCP connections hold small writes to merge
 	// them (see coalescingListener); default DefaultWriteCoalesce, < 0: off.
 	WriteCoalesce time.Duration
+
+	// AuthFailures wrong tokens (bearer, access_token or POST /login) from
+	// one address within AuthFailureWindow block its token checks for
+	// AuthFailureWindow (429 with Retry-After); defaults
+	// DefaultAuthFailures and DefaultAuthFailureWindow.
+	AuthFailures      int
+	AuthFailureWindow time.Duration
 
 	MaxStreamsPerHost int // concurrent requests per client address; default 1000
 	MaxStreamsPerConn int // HTTP/2 and QUIC concurrent streams per connection; default 1000
@@ -175,6 +183,12 @@ func (o *Options) withDefaults() (Options, error) {
 	if r.SessionTTL <= 0 {
 		r.SessionTTL = DefaultSessionTTL
 	}
+	if r.AuthFailures <= 0 {
+		r.AuthFailures = DefaultAuthFailures
+	}
+	if r.AuthFailureWindow <= 0 {
+		r.AuthFailureWindow = DefaultAuthFailureWindow
+	}
 	if r.ConnContext == nil {
 		r.ConnContext = sse.WithConn
 	}
@@ -197,6 +211,9 @@ type Server struct {
 	// running /api/history request.
 	tcpLim, quicLim *connLimiter
 	history         chan struct{}
+
+	refused  refusals      // counts and logs refused requests
+	throttle *authThrottle // per-address wrong-token throttle
 
 	h2  *http.Server
 	h2s *http2.Server // serves the connections h2 hands over after ALPN "h2"
@@ -231,13 +248,16 @@ func New(opts Options) (*Server, error) {
 		auth: newAuthenticator(o.Tokens, o.SessionKey, o.SessionTTL, o.TLS.ClientCAs != nil),
 		lim:  newHostLimiter(o.MaxStreamsPerHost),
 		def: &defense{
-			log: newDefenseLog(o.Logger, defenseLogInterval),
+			log: ratelog.New(o.Logger, defenseLogInterval),
 			mem: newMemGauge(o.MemoryLimit),
 		},
 		tcpLim:  newConnLimiter(o.MaxConns, o.MaxConnsPerHost, o.MaxHandshakes, o.MaxHandshakesPerHost),
 		quicLim: newConnLimiter(o.MaxConns, o.MaxConnsPerHost, o.MaxHandshakes, o.MaxHandshakes),
 		history: make(chan struct{}, o.MaxHistoryRequests),
 		done:    make(chan struct{}),
+
+		refused:  refusals{log: ratelog.New(o.Logger, refusalLogEvery)},
+		throttle: newAuthThrottle(o.AuthFailures, o.AuthFailureWindow),
 	}
 	s.routes()
 	handler := s.handler()
@@ -452,6 +472,8 @@ func (s *Server) Err() error {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopping.Store(true)
 	s.once.Do(func() { close(s.done) })
+	defer s.refused.log.Stop()
+	defer s.def.log.Stop()
 	var wg sync.WaitGroup
 	var err2, err3 error
 	wg.Add(1)
