@@ -55,7 +55,23 @@ root_tarball() {
 	# Reproducible enough for a cache: no machine-id, no apt lists.
 	rm -rf "$dir"/var/lib/apt/lists/* "$dir"/var/cache/apt/*.bin
 	: >"$dir/etc/machine-id"
+	chmod 0755 "$dir" # mktemp's 0700 would become the root's /
 	tar -C "$dir" -cf "$tar.tmp" . && mv "$tar.tmp" "$tar"
 	rm -rf "$dir"
 	echo "$tar"
+}
+
+# free_port prints a loopback port that nothing listens on, TCP or UDP (eddy
+# takes both: HTTP/2 and HTTP/3 on the same number).
+free_port() {
+	local p hex _
+	for _ in $(seq 50); do
+		p=$((20000 + RANDOM % 40000))
+		hex=$(printf ':%04X ' "$p")
+		if ! cat /proc/net/tcp /proc/net/tcp6 /proc/net/udp /proc/net/udp6 2>/dev/null | grep -q "$hex"; then
+			echo "$p"
+			return 0
+		fi
+	done
+	return 1
 }
