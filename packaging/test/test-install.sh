@@ -125,6 +125,11 @@ expect_mode /var/lib/eddy/ring.db 600 eddy:eddy
 expect_mode /var/lib/eddy/token 600 eddy:eddy
 stop_daemon
 pass "SIGTERM: exit 0 within 5 s; ring.db and token owned by eddy, 0600"
+tok=$(chroot --userspec=eddy:eddy "$root" eddy token) || die "eddy token as eddy"
+[ "$tok" = "$(cat "$root/var/lib/eddy/token")" ] || die "eddy token does not print /var/lib/eddy/token"
+fp=$(chroot --userspec=eddy:eddy "$root" eddy cert) || die "eddy cert as eddy"
+grep -q '^fingerprint: [0-9A-F:]\{95\}$' <<<"$fp" || die "eddy cert: $fp"
+pass "eddy token and eddy cert as the eddy user read the daemon's files (README's commands)"
 
 # --- maintainer scripts twice ----------------------------------------------
 DPKG_MAINTSCRIPT_PACKAGE=eddy DPKG_MAINTSCRIPT_NAME=postinst DPKG_MAINTSCRIPT_ARCH=amd64 \
