@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
 PKGS=${EDDY_CROSS_PKGS:-./ringlog/ ./sse/ ./ingest/ ./sensors/ ./config/ ./topic/}
-SKIP=${EDDY_CROSS_SKIP:-/SlowConsumerIsolation|StalledStreamOnSharedConnection}
+SKIP=${EDDY_CROSS_SKIP:-/SlowConsumerIsolation|/StalledStreamOnSharedConnection}
 read -r -a pkgs <<<"$PKGS"
 # The two emulated runs go side by side (most of their time is spent in
 # timers and I/O), each into its own log, printed when both are done.
