@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"sync"
@@ -41,7 +42,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "sse: /events takes GET", http.StatusMethodNotAllowed)
 		return
 	}
-	p, err := parseParams(r, h.log.LastSeq())
+	p, err := parseParams(r, h.log.NextSeq())
 	if err != nil {
 		h.m.Rejected.Add(1)
 		http.Error(w, err.Error(), http.StatusBadRequest)
@@ -73,8 +74,14 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	err = s.run(r.Context())
 	h.detach(s.c)
-	if err != nil {
+	switch {
+	case err == nil:
+	case errors.Is(err, errWrite):
+		// The client left or stopped reading: counted in WriteErrors.
 		h.lg.Debug("sse: stream ended", "remote", r.RemoteAddr, "err", err)
+	default:
+		// Not the client's doing: a broken invariant or a failing log.
+		h.lg.Warn("sse: stream ended", "remote", r.RemoteAddr, "err", err)
 	}
 }
 
@@ -104,6 +111,7 @@ type stream struct {
 	buf        []byte           // small frames, replayed events
 	out        []*event         // the writer's half of the client's queue
 	recs       []ringlog.Record // replay scratch
+	take       int              // bytes of queued events to take per write (takeLimit); 0: maxTake
 	lastWrite  time.Time        // when the last flush succeeded
 	deadline   time.Time        // write deadline in force; zero: none
 	noDeadline bool             // the ResponseWriter cannot set deadlines
@@ -121,6 +129,11 @@ func (s *stream) run(ctx context.Context) error {
 	s.buf = appendRetry(s.buf[:0], s.h.opt.Retry, "eddy events")
 	if err := s.flushBuf(time.Now()); err != nil {
 		return err
+	}
+	if s.c.p.unknownID != 0 {
+		if err := s.resetUnknown(); err != nil {
+			return err
+		}
 	}
 	if s.c.p.resume {
 		if err := s.catchUp(ctx); err != nil {
@@ -296,14 +309,51 @@ func (s *stream) drain(ctx context.Context) (time.Duration, error) {
 // the client left live fan-out and, in rate mode, how long until more
 // may go.
 func (s *stream) writeQueued(now time.Time) (detached bool, wait time.Duration, err error) {
-	evs, g, detached, wait := s.c.take(s.out, now)
+	evs, g, detached, wait, more := s.c.takeUpTo(s.out, now, s.takeLimit())
 	s.out = evs
 	if len(evs) > 0 || g.dropped > 0 {
 		err = s.writeEvents(g, evs, now)
 		s.h.m.Delivered.Add(uint64(len(evs)))
 		clear(s.out) // release the frames
 	}
+	s.adaptTake(g.dropped > 0, more)
+	if more && err == nil {
+		s.c.signal() // the rest, after the connection's other streams
+	}
 	return detached, wait, err
+}
+
+// What a stream commits to one write is bounded, so that a slow client
+// is sent values that were the latest when it could take them, not a
+// backlog taken long before. A downsampled stream takes at most
+// downsampleTake bytes of queued events per write, and minTake once its
+// client fell behind (its queue collapsed: a gap); each write that
+// empties its queue doubles the limit back. An exact-mode stream never
+// drops, so it takes everything queued (at most ClientBuffer events).
+const (
+	minTake        = 4 << 10
+	downsampleTake = 16 << 10
+)
+
+func (s *stream) takeLimit() int {
+	switch {
+	case s.c.p.mode == modeExact:
+		return math.MaxInt
+	case s.take == 0:
+		return downsampleTake
+	}
+	return s.take
+}
+
+// adaptTake sets the next take limit: minTake after a gap, growing
+// again once the client keeps up.
+func (s *stream) adaptTake(behind, more bool) {
+	switch {
+	case behind:
+		s.take = minTake
+	case !more && s.take != 0:
+		s.take = min(downsampleTake, 2*s.take)
+	}
 }
 
 // writeEvents writes a gap (if any) and the events with one Write, then
@@ -369,6 +419,24 @@ func (s *stream) catchUp(ctx context.Context) error {
 		}
 		s.c.advance(end)
 	}
+	return nil
+}
+
+// resetUnknown answers a Last-Event-ID the log never issued like a lost
+// one: a gap that names it and covers the ids before the oldest record,
+// then the stream goes on from that record.
+func (s *stream) resetUnknown() error {
+	oldest := s.h.log.Oldest()
+	g := gap{unknownID: s.c.p.unknownID}
+	if oldest > 1 {
+		g.add(oldest-1, 1, oldest-1)
+	}
+	s.h.m.Gaps.Add(1)
+	s.buf = appendGap(s.buf[:0], g)
+	if err := s.flushBuf(time.Now()); err != nil {
+		return err
+	}
+	s.c.advance(oldest - 1)
 	return nil
 }
 
@@ -446,18 +514,38 @@ const (
 	maxWriterBuf = 64 << 10
 )
 
-// writeBuf writes s.buf under a write deadline.
+// writePiece is the most a blocking write hands the transport at once:
+// a client is dropped when it accepts less than this in WriteTimeout.
+// (A downsampled client that fell behind is written minTake at a time.)
+const writePiece = 16 << 10
+
+// writeBuf writes s.buf under a write deadline. A write that must wait
+// goes in pieces, and each piece the client accepts moves the deadline
+// on: a client is dropped when it makes no progress for WriteTimeout,
+// not when a large write takes longer than that over a slow link.
 func (s *stream) writeBuf(now time.Time) error {
 	if err := s.arm(now); err != nil {
 		return err
 	}
-	if ok, err := s.dst.tryWrite(s.buf); err != nil {
-		return s.writeErr(err)
-	} else if ok {
-		return nil
+	// A slow stream does not queue ahead in QUIC: what waits there can no
+	// longer be replaced by a fresher value.
+	if s.takeLimit() > minTake {
+		if ok, err := s.dst.tryWrite(s.buf); err != nil {
+			return s.writeErr(err)
+		} else if ok {
+			return nil
+		}
 	}
-	if _, err := s.dst.Write(s.buf); err != nil {
-		return s.writeErr(err)
+	for p := s.buf; len(p) > 0; {
+		n := min(len(p), writePiece)
+		if _, err := s.dst.Write(p[:n]); err != nil {
+			return s.writeErr(err)
+		}
+		if p = p[n:]; len(p) > 0 {
+			if err := s.rearm(time.Now()); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
@@ -486,6 +574,16 @@ func (s *stream) arm(now time.Time) error {
 	}
 	s.deadline = now.Add(wt)
 	return nil
+}
+
+// rearm moves the write deadline to WriteTimeout from now: the client
+// accepted a piece of a write that had to wait.
+func (s *stream) rearm(now time.Time) error {
+	if s.noDeadline {
+		return nil
+	}
+	s.deadline = time.Time{}
+	return s.arm(now)
 }
 
 // flush sends what was written.
