@@ -19,6 +19,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/eddy-iot/eddy/config"
+	"github.com/eddy-iot/eddy/ratelog"
 	"github.com/eddy-iot/eddy/ringlog"
 	"github.com/eddy-iot/eddy/topic"
 )
@@ -103,7 +104,7 @@ type MQTT struct {
 	cfg     config.MQTT
 	log     *ringlog.Log
 	logger  *slog.Logger
-	limit   *rateLog
+	limit   *ratelog.Logger
 	maps    []mapping
 	subs    map[string]byte
 	filters topic.Set // what subs match; other messages come from stale subscriptions
@@ -149,7 +150,7 @@ func NewMQTT(cfg config.MQTT, log *ringlog.Log, logger *slog.Logger) (*MQTT, err
 		lastHash: map[string]uint64{},
 		seed:     maphash.MakeSeed(),
 	}
-	m.limit = newRateLog(m.logger, logEvery)
+	m.limit = ratelog.New(m.logger, logEvery)
 	var cancel context.CancelFunc
 	m.noWait, cancel = context.WithCancel(context.Background())
 	cancel()
@@ -268,6 +269,7 @@ func (m *MQTT) Run(ctx context.Context) error {
 	if !m.started.CompareAndSwap(false, true) {
 		return fmt.Errorf("ingest: mqtt %s: Run called twice", m.cfg.Broker)
 	}
+	defer m.limit.Stop()
 	client := paho.NewClient(m.options())
 	ackCtx, cancelAck := context.WithCancel(context.Background())
 	defer cancelAck()
@@ -304,13 +306,13 @@ func (m *MQTT) session(ctx context.Context, client paho.Client) bool {
 	if err := m.connect(ctx, client); err != nil {
 		if ctx.Err() == nil {
 			m.stats.connectErrors.Add(1)
-			m.limit.warn("connect", "mqtt connect failed; retrying", "err", err)
+			m.limit.Warn("connect", "mqtt connect failed; retrying", "err", err)
 		}
 		return false
 	}
 	m.stats.connects.Add(1)
 	if err := m.subscribe(ctx, client); err != nil {
-		m.limit.warn("subscribe", "mqtt subscribe failed; reconnecting", "err", err)
+		m.limit.Warn("subscribe", "mqtt subscribe failed; reconnecting", "err", err)
 		client.Disconnect(0)
 		return true
 	}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"hash/maphash"
-	"log/slog"
-	"sync"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -42,20 +40,20 @@ func (m *MQTT) store(msg paho.Message) (uint64, bool) {
 	name, payload := msg.Topic(), msg.Payload()
 	if len(payload) > int(m.cfg.MaxPayload) {
 		m.stats.oversized.Add(1)
-		m.limit.warn("oversized", "mqtt payload over max_payload refused",
+		m.limit.Warn("oversized", "mqtt payload over max_payload refused",
 			"topic", safeTopic(name), "bytes", len(payload), "max_payload", int64(m.cfg.MaxPayload))
 		return 0, true
 	}
 	if err := topic.ValidName(name); err != nil {
 		m.stats.badTopic.Add(1)
-		m.limit.warn("bad_topic", "mqtt message with an invalid topic refused", "topic", safeTopic(name), "err", err)
+		m.limit.Warn("bad_topic", "mqtt message with an invalid topic refused", "topic", safeTopic(name), "err", err)
 		return 0, true
 	}
 	if !m.filters.Match(name) {
 		// A subscription of an earlier configuration that the persistent
 		// session still holds (eddy never unsubscribes).
 		m.stats.unsubscribed.Add(1)
-		m.limit.warn("unsubscribed", "mqtt message matches no configured topic; dropped", "topic", name)
+		m.limit.Warn("unsubscribed", "mqtt message matches no configured topic; dropped", "topic", name)
 		return 0, true
 	}
 	if msg.Retained() && m.replayed(name, payload) {
@@ -66,7 +64,7 @@ func (m *MQTT) store(msg paho.Message) (uint64, bool) {
 	recs, err := decodeMessage(name, payload, findMapping(m.maps, name), time.Now())
 	if err != nil {
 		m.stats.appendErrors.Add(1)
-		m.limit.warn("decode", "mqtt message could not be mapped", "topic", name, "err", err)
+		m.limit.Warn("decode", "mqtt message could not be mapped", "topic", name, "err", err)
 		return 0, true
 	}
 	var last uint64
@@ -86,7 +84,7 @@ func (m *MQTT) store(msg paho.Message) (uint64, bool) {
 			return last, false
 		default:
 			m.stats.appendErrors.Add(1)
-			m.limit.warn("append", "ring log refused an mqtt record", "topic", r.Topic, "err", err)
+			m.limit.Warn("append", "ring log refused an mqtt record", "topic", r.Topic, "err", err)
 		}
 	}
 	if last > 0 {
@@ -125,7 +123,7 @@ func (m *MQTT) admitTopic(name string) bool {
 	}
 	if len(m.topics) >= m.cfg.MaxTopics {
 		m.stats.topicsRefused.Add(1)
-		m.limit.warn("max_topics", "mqtt topic refused: max_topics distinct topics reached",
+		m.limit.Warn("max_topics", "mqtt topic refused: max_topics distinct topics reached",
 			"topic", name, "max_topics", m.cfg.MaxTopics)
 		return false
 	}
@@ -165,7 +163,7 @@ func (m *MQTT) enqueue(p pending) {
 func (m *MQTT) notAcked(reason string, p pending) {
 	m.stats.waiting.Add(-1)
 	m.stats.notAcked.Add(1)
-	m.limit.warn(reason, "mqtt message left unacknowledged for the broker to redeliver",
+	m.limit.Warn(reason, "mqtt message left unacknowledged for the broker to redeliver",
 		"reason", reason, "topic", p.msg.Topic(), "seq", p.seq)
 }
 
@@ -198,7 +196,7 @@ func (m *MQTT) settle(ctx context.Context, p pending) {
 			// Dropped while the disk failed, or we are stopping: the
 			// broker keeps the message and delivers it again.
 			p.ack = false
-			m.limit.warn("not_durable", "mqtt record not durable; not acknowledged", "seq", p.seq, "err", err)
+			m.limit.Warn("not_durable", "mqtt record not durable; not acknowledged", "seq", p.seq, "err", err)
 		}
 	}
 	if !p.ack {
@@ -294,38 +292,4 @@ func safeTopic(s string) string {
 		s = s[:max]
 	}
 	return string([]rune(s)) // replaces invalid bytes with U+FFFD
-}
-
-// rateLog logs at most one line per reason per period, and says how many
-// were not logged in between. Reasons are a small fixed set, so its maps
-// stay small.
-type rateLog struct {
-	logger *slog.Logger
-	every  time.Duration
-
-	mu     sync.Mutex // protects last and missed
-	last   map[string]time.Time
-	missed map[string]int
-}
-
-func newRateLog(logger *slog.Logger, every time.Duration) *rateLog {
-	return &rateLog{logger: logger, every: every, last: map[string]time.Time{}, missed: map[string]int{}}
-}
-
-func (r *rateLog) warn(reason, msg string, args ...any) {
-	r.mu.Lock()
-	now := time.Now()
-	if t, ok := r.last[reason]; ok && now.Sub(t) < r.every {
-		r.missed[reason]++
-		r.mu.Unlock()
-		return
-	}
-	n := r.missed[reason]
-	r.last[reason] = now
-	r.missed[reason] = 0
-	r.mu.Unlock()
-	if n > 0 {
-		args = append(args, "suppressed", n)
-	}
-	r.logger.Warn(msg, args...)
 }

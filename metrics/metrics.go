@@ -185,3 +185,17 @@ type collectorFunc struct {
 
 func (c collectorFunc) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 func (c collectorFunc) Collect(ch chan<- prometheus.Metric) { c.collect(ch) }
+
+// RegisterRefusals exports the requests the server refused, by reason
+// (server.RefusalReasons), read by refused at scrape time.
+func RegisterRefusals(reg prometheus.Registerer, refused func() map[string]uint64) {
+	desc := prometheus.NewDesc(ns+"_http_refused_total",
+		"Requests refused, by reason: no_credentials, bad_token, bad_session, login_failed (401); auth_throttled, host_limit (429).",
+		[]string{"reason"}, nil)
+	reg.MustRegister(collectorFunc{desc: desc, collect: func(ch chan<- prometheus.Metric) {
+		counts := refused()
+		for _, reason := range server.RefusalReasons {
+			ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(counts[reason]), reason)
+		}
+	}})
+}

@@ -13,6 +13,18 @@
 //     cookie holds an HMAC-signed session bound to the token that made it
 //     (never the token), and no token reaches a log: requests are logged by
 //     path, without the query.
+//   - Refusals are counted by reason (Server.Refused: no_credentials,
+//     bad_token, bad_session, login_failed, auth_throttled, host_limit;
+//     eddy_http_refused_total in /metrics) and logged at most once per
+//     reason every 10 s, with the count held back (package ratelog), so a
+//     scanner cannot flood the log.
+//   - Wrong tokens are throttled per address (IPv6 per /64): after
+//     Options.AuthFailures of them (bearer, access_token or POST /login)
+//     within Options.AuthFailureWindow, the address's tokens are not
+//     checked for a window: 429 with Retry-After. Its valid sessions and
+//     client certificates still pass. The table is bounded
+//     (MaxThrottledAddrs); requests without any credential are not
+//     counted as failures.
 //   - One client address holds at most Options.MaxStreamsPerHost concurrent
 //     requests (429 beyond), whatever protocol or connection it uses; each
 //     connection may carry 1000 concurrent streams (HTTP/2 and QUIC), so a

@@ -60,6 +60,7 @@ func (s *Server) limit(next http.Handler) http.Handler {
 		defer s.gate.end()
 		addr := remoteHost(r)
 		if !s.lim.acquire(addr) {
+			s.refuse(r, RefusedHostLimit)
 			w.Header().Set("Retry-After", "5")
 			http.Error(w, "429 too many concurrent requests from this address", http.StatusTooManyRequests)
 			return

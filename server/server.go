@@ -16,6 +16,7 @@ import (
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
 
+	"github.com/eddy-iot/eddy/ratelog"
 	"github.com/eddy-iot/eddy/ringlog"
 	"github.com/eddy-iot/eddy/sse"
 )
@@ -70,6 +71,13 @@ type Options struct {
 	// them (see coalescingListener); default DefaultWriteCoalesce, < 0: off.
 	WriteCoalesce time.Duration
 
+	// AuthFailures wrong tokens (bearer, access_token or POST /login) from
+	// one address within AuthFailureWindow block its token checks for
+	// AuthFailureWindow (429 with Retry-After); defaults
+	// DefaultAuthFailures and DefaultAuthFailureWindow.
+	AuthFailures      int
+	AuthFailureWindow time.Duration
+
 	MaxStreamsPerHost int // concurrent requests per client address; default 1000
 	MaxStreamsPerConn int // HTTP/2 and QUIC concurrent streams per connection; default 1000
 	ReadHeaderTimeout time.Duration
@@ -108,6 +116,12 @@ func (o *Options) withDefaults() (Options, error) {
 	if r.SessionTTL <= 0 {
 		r.SessionTTL = DefaultSessionTTL
 	}
+	if r.AuthFailures <= 0 {
+		r.AuthFailures = DefaultAuthFailures
+	}
+	if r.AuthFailureWindow <= 0 {
+		r.AuthFailureWindow = DefaultAuthFailureWindow
+	}
 	if r.ConnContext == nil {
 		r.ConnContext = sse.WithConn
 	}
@@ -125,6 +139,9 @@ type Server struct {
 	auth *authenticator
 	lim  *hostLimiter
 	gate requestGate
+
+	refused  refusals      // counts and logs refused requests
+	throttle *authThrottle // per-address wrong-token throttle
 
 	h2 *http.Server
 	h3 *http3.Server // nil when HTTP/3 is off
@@ -158,6 +175,9 @@ func New(opts Options) (*Server, error) {
 		auth: newAuthenticator(o.Tokens, o.SessionKey, o.SessionTTL, o.TLS.ClientCAs != nil),
 		lim:  newHostLimiter(o.MaxStreamsPerHost),
 		done: make(chan struct{}),
+
+		refused:  refusals{log: ratelog.New(o.Logger, refusalLogEvery)},
+		throttle: newAuthThrottle(o.AuthFailures, o.AuthFailureWindow),
 	}
 	s.routes()
 	handler := s.handler()
@@ -314,6 +334,7 @@ func (s *Server) Err() error {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopping.Store(true)
 	s.once.Do(func() { close(s.done) })
+	defer s.refused.log.Stop()
 	var wg sync.WaitGroup
 	var err2, err3 error
 	wg.Add(1)

@@ -514,10 +514,19 @@ const (
 	maxWriterBuf = 64 << 10
 )
 
-// writePiece is the most a blocking write hands the transport at once:
-// a client is dropped when it accepts less than this in WriteTimeout.
-// (A downsampled client that fell behind is written minTake at a time.)
+// writePiece is the most a blocking write of an exact-mode stream hands
+// the transport at once, minTake that of any other: a client is dropped
+// when it accepts less than that in WriteTimeout. Exact streams move
+// more data; smaller pieces would cost HTTP/3 a DATA frame and a wait
+// for QUIC's sender each.
 const writePiece = 16 << 10
+
+func (s *stream) piece() int {
+	if s.c.p.mode == modeExact {
+		return writePiece
+	}
+	return minTake
+}
 
 // writeBuf writes s.buf under a write deadline. A write that must wait
 // goes in pieces, and each piece the client accepts moves the deadline
@@ -537,7 +546,7 @@ func (s *stream) writeBuf(now time.Time) error {
 		}
 	}
 	for p := s.buf; len(p) > 0; {
-		n := min(len(p), writePiece)
+		n := min(len(p), s.piece())
 		if _, err := s.dst.Write(p[:n]); err != nil {
 			return s.writeErr(err)
 		}
