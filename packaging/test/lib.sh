@@ -8,7 +8,8 @@ CACHE_DIR=${EDDY_TEST_CACHE:-/var/cache/eddy-test}
 
 log() { printf '%s %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { log "FAIL: $*"; exit 1; }
-[ "$(id -u)" = 0 ] || die "run as root: the test uses debootstrap, chroot, mount and systemd-nspawn"
+# need_root: the install tests use debootstrap, chroot, mount and systemd-nspawn.
+need_root() { [ "$(id -u)" = 0 ] || die "run as root: debootstrap, chroot, mount and systemd-nspawn need it"; }
 
 # apt_mirror prints the Debian mirror apt on this machine is configured
 # with (deb822 .sources first, then one-line .list files), so the root is

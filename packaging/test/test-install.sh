@@ -12,6 +12,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 src=$(cd "$here/../.." && pwd)
 # shellcheck source=packaging/test/lib.sh
 . "$here/lib.sh"
+need_root
 
 deb=$(realpath "${1:?usage: test-install.sh eddy_VERSION_amd64.deb}")
 start=$SECONDS

@@ -17,6 +17,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=packaging/test/lib.sh
 . "$here/lib.sh"
+need_root
 
 deb=$(realpath "${1:?usage: test-nspawn.sh eddy_VERSION_amd64.deb}")
 start=$SECONDS
