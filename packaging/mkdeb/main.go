@@ -120,50 +120,75 @@ func run(args []string, stdout io.Writer) error {
 	if manPage, err = gzipBytes(manPage); err != nil {
 		return err
 	}
+	// The architectures are packaged side by side (xz is the slow part), and
+	// with -check each package's second build runs beside its first.
+	type result struct {
+		name string
+		pkg  []byte
+		err  error
+	}
+	var results []chan result
 	for _, a := range arches {
 		if o.only != nil && !o.only[a.deb] {
 			continue
 		}
-		// Each architecture gets its own work dir: the copyright lists the
-		// modules linked into that binary.
-		o.work = filepath.Join(work, a.deb)
-		if err := os.MkdirAll(o.work, 0o755); err != nil {
-			return err
-		}
-		binary := filepath.Join(o.bin, a.binary)
-		copyright, err := debCopyright(binary, o.gomodcache, o.epoch)
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(filepath.Join(o.work, "copyright"), copyright, 0o644); err != nil {
-			return err
-		}
-		if err := os.WriteFile(filepath.Join(o.work, "changelog.gz"), changelog, 0o644); err != nil {
-			return err
-		}
-		if err := os.WriteFile(filepath.Join(o.work, "eddy.1.gz"), manPage, 0o644); err != nil {
-			return err
-		}
-		pkg, err := build(o, a.deb, binary)
-		if err != nil {
-			return fmt.Errorf("%s: %w", a.deb, err)
-		}
-		if o.check {
-			again, err := build(o, a.deb, binary)
+		ch := make(chan result, 1)
+		results = append(results, ch)
+		go func(o options, debArch, binary string) {
+			pkg, err := packageArch(o, filepath.Join(work, debArch), debArch, binary, changelog, manPage)
 			if err != nil {
-				return fmt.Errorf("%s: %w", a.deb, err)
+				err = fmt.Errorf("%s: %w", debArch, err)
 			}
-			if !bytes.Equal(pkg, again) {
-				return fmt.Errorf("%s: two builds from the same inputs differ: not reproducible", a.deb)
-			}
+			ch <- result{fmt.Sprintf("eddy_%s_%s.deb", o.debVersion, debArch), pkg, err}
+		}(o, a.deb, filepath.Join(o.bin, a.binary))
+	}
+	var errs []error
+	for _, ch := range results {
+		r := <-ch
+		if r.err != nil {
+			errs = append(errs, r.err)
+			continue
 		}
-		name := fmt.Sprintf("eddy_%s_%s.deb", o.debVersion, a.deb)
-		if err := os.WriteFile(filepath.Join(o.out, name), pkg, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(o.out, r.name), r.pkg, 0o644); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "%x  %s\n", sha256.Sum256(pkg), filepath.Join(o.out, name))
+		fmt.Fprintf(stdout, "%x  %s\n", sha256.Sum256(r.pkg), filepath.Join(o.out, r.name))
 	}
-	return nil
+	return errors.Join(errs...)
+}
+
+// packageArch builds one architecture's package in its own work dir (the
+// copyright lists the modules linked into that binary) and returns it.
+func packageArch(o options, work, debArch, binary string, changelog, manPage []byte) ([]byte, error) {
+	o.work = work
+	if err := os.MkdirAll(o.work, 0o755); err != nil {
+		return nil, err
+	}
+	copyright, err := debCopyright(binary, o.gomodcache, o.epoch)
+	if err != nil {
+		return nil, err
+	}
+	for name, data := range map[string][]byte{"copyright": copyright, "changelog.gz": changelog, "eddy.1.gz": manPage} {
+		if err := os.WriteFile(filepath.Join(o.work, name), data, 0o644); err != nil {
+			return nil, err
+		}
+	}
+	if !o.check {
+		return build(o, debArch, binary)
+	}
+	var again []byte
+	var againErr error
+	done := make(chan struct{})
+	go func() { defer close(done); again, againErr = build(o, debArch, binary) }()
+	pkg, err := build(o, debArch, binary)
+	<-done
+	if err = errors.Join(err, againErr); err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(pkg, again) {
+		return nil, errors.New("two builds from the same inputs differ: not reproducible")
+	}
+	return pkg, nil
 }
 
 // build returns one package's bytes.
