@@ -82,7 +82,8 @@ cross:
 	GO=$(GO) VERSION='$(VERSION)' COMMIT='$(COMMIT)' cross/build.sh dist
 
 # deb builds dist/eddy_<version>_{arm64,armhf,amd64}.deb (each built twice
-# and compared), checks the systemd units and runs lintian on the packages.
+# and compared), checks the systemd units, runs lintian on the packages and
+# the arm64 and armhf packages' eddy under qemu-user.
 deb: cross
 	cd packaging && $(GO) vet ./... && $(GO) test -count=1 ./...
 	rm -f dist/eddy_*.deb
@@ -90,6 +91,7 @@ deb: cross
 	systemd/check.sh dist/eddy-linux-amd64
 	shellcheck -x cross/*.sh systemd/*.sh packaging/test/*.sh packaging/debian/postinst packaging/debian/prerm packaging/debian/postrm
 	lintian --fail-on error,warning dist/eddy_*.deb
+	packaging/test/test-foreign.sh dist
 
 # test-install installs the amd64 package into a throwaway Debian root
 # (debootstrap, cached under /var/cache/eddy-test) and checks it as an
