@@ -16,7 +16,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 export SOURCE_DATE_EPOCH
 
-.PHONY: all build deps deps-apt deps-npm deps-ipv6 test test-unit test-race test-cross lint bench fuzz cross deb test-install test-nspawn repro clean
+.PHONY: all build deps deps-apt deps-npm deps-ipv6 test test-unit test-race test-cross lint bench fuzz cross deb test-install test-nspawn test-arm64 repro clean
 
 all: build
 
@@ -103,6 +103,12 @@ test-install: deb
 
 test-nspawn: deb
 	packaging/test/test-nspawn.sh dist/eddy_*_amd64.deb
+
+# test-arm64 installs the arm64 package into an arm64 Debian root and runs it
+# there under qemu-user, in a namespace of its own (the host's binfmt_misc is
+# untouched). Not in `make test`: the first run builds the root (minutes).
+test-arm64: deb
+	packaging/test/test-arm64.sh dist/eddy_*_arm64.deb
 
 # repro builds the binaries again in a fresh checkout elsewhere with an empty
 # build cache and compares them with dist/ (several minutes).
