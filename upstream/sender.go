@@ -170,7 +170,10 @@ func (s *Sender) Send(ctx context.Context, m *Message) error {
 
 func (s *Sender) publish(p *pending) {
 	p.sent = time.Now()
-	fut, err := s.c.js.PublishMsgAsync(p.msg, jetstream.WithExpectStream(s.c.opt.Stream))
+	// No client-side retries: nats.go retries a "no responders" answer
+	// per message on a timer, which reorders them; recover republishes
+	// in order instead.
+	fut, err := s.c.js.PublishMsgAsync(p.msg, jetstream.WithExpectStream(s.c.opt.Stream), jetstream.WithRetryAttempts(0))
 	if err != nil {
 		p.fut = nil
 		return
