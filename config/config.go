@@ -33,6 +33,8 @@ type Config struct {
 	Stream  Stream   `toml:"stream"`
 	MQTT    []MQTT   `toml:"mqtt"`
 	Sensors []Sensor `toml:"sensor"`
+	// Upstream forwards the ring log into NATS JetStream (upstream.go).
+	Upstream Upstream `toml:"upstream"`
 }
 
 // Server configures the HTTP/2 and HTTP/3 listeners.
@@ -92,7 +94,8 @@ func Default() *Config {
 			Heartbeat:    Duration{15 * time.Second},
 			WriteTimeout: Duration{10 * time.Second},
 		},
-		Sensors: []Sensor{defaultSystemSensor()},
+		Sensors:  []Sensor{defaultSystemSensor()},
+		Upstream: defaultUpstream(),
 	}
 }
 
@@ -175,7 +178,7 @@ func decodeError(name string, err error) error {
 
 // Validate checks every value; the first problem is returned as an *Error.
 func (c *Config) Validate() error {
-	checks := []func() error{c.validateServer, c.validateStorage, c.validateTLS, c.validateAuth, c.validateStream}
+	checks := []func() error{c.validateServer, c.validateStorage, c.validateTLS, c.validateAuth, c.validateStream, c.validateUpstream}
 	for _, f := range checks {
 		if err := f(); err != nil {
 			return err

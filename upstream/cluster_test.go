@@ -135,7 +135,17 @@ type proxy struct {
 	mu     sync.Mutex // protects below
 	conns  map[net.Conn]struct{}
 	cut    bool
+	hold   bool        // client->server bytes are held back, not forwarded
+	held   []heldChunk // in arrival order
 	wg     sync.WaitGroup
+}
+
+// heldChunk is client bytes held back for dst; close: the client had hung
+// up after them, so dst is closed once they are written.
+type heldChunk struct {
+	dst   net.Conn
+	b     []byte
+	close bool
 }
 
 func newProxy(t testing.TB, target string) *proxy {
@@ -183,10 +193,59 @@ func (p *proxy) serve(c net.Conn) {
 	p.mu.Unlock()
 	defer func() { p.mu.Lock(); delete(p.conns, up); p.mu.Unlock(); up.Close() }()
 	done := make(chan struct{}, 2)
-	go func() { io.Copy(up, c); up.Close(); done <- struct{}{} }()
+	go func() { p.pipeUp(c, up); done <- struct{}{} }()
 	go func() { io.Copy(c, up); c.Close(); done <- struct{}{} }()
 	<-done
 	<-done
+}
+
+// pipeUp copies client bytes to the server, or holds them while p.hold.
+func (p *proxy) pipeUp(src, dst net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		p.mu.Lock()
+		if p.hold {
+			p.held = append(p.held, heldChunk{dst: dst, b: append([]byte(nil), buf[:n]...), close: err != nil})
+			p.mu.Unlock()
+			if err != nil {
+				return // dst stays open until release
+			}
+			continue
+		}
+		p.mu.Unlock()
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			dst.Close()
+			return
+		}
+	}
+}
+
+// holdBack holds client->server bytes back (messages in flight in the
+// network) until release delivers them, late.
+func (p *proxy) holdBack() {
+	p.mu.Lock()
+	p.hold = true
+	p.mu.Unlock()
+}
+
+func (p *proxy) release() {
+	p.mu.Lock()
+	chunks := p.held
+	p.held, p.hold = nil, false
+	p.mu.Unlock()
+	for _, ch := range chunks {
+		ch.dst.Write(ch.b)
+		if ch.close {
+			time.Sleep(100 * time.Millisecond) // let the server read them before the hang-up
+			ch.dst.Close()
+		}
+	}
 }
 
 // setCut cuts every connection and refuses new ones, or lets them in again.

@@ -78,7 +78,7 @@ type DeviceState struct {
 type devRun struct {
 	cfg      Device
 	state    *DeviceState
-	rev      uint64 // lease revision we wrote last; 0: not held
+	rev      uint64       // lease revision we wrote last; 0: not held
 	deadline atomic.Int64 // unix nanos until which our lease is surely ours
 	cancel   context.CancelFunc
 	done     chan struct{}
