@@ -31,16 +31,19 @@ const EpochHeader = "Eddy-Epoch"
 
 // Device is one device a collector follows.
 type Device struct {
-	Name   string // subject token
-	URL    string // https://host:port
-	Token  string
-	TLS    *tls.Config // trust: the device's CA or its pinned fingerprint
-	Topics []string    // filters; default #
+	Name  string // subject token
+	URL   string // https://host:port
+	Token string
+	TLS   *tls.Config // trust: the device's CA or its pinned fingerprint
+	// TrustKey identifies what TLS was built from (CA file, fingerprint),
+	// so that a reload with the same trust leaves the device alone.
+	TrustKey string
+	Topics   []string // filters; default #
 }
 
 // same reports whether two configurations of a device are the same.
 func (d Device) same(o Device) bool {
-	return d.Name == o.Name && d.URL == o.URL && d.Token == o.Token && d.TLS == o.TLS && slices.Equal(d.Topics, o.Topics)
+	return d.Name == o.Name && d.URL == o.URL && d.Token == o.Token && d.TrustKey == o.TrustKey && slices.Equal(d.Topics, o.Topics)
 }
 
 // CollectorOptions configure a Collector. Zero values take the defaults.

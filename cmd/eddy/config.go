@@ -72,7 +72,11 @@ func checkConfigCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: eddy check-config FILE")
 		return exitConfig
 	}
-	if _, err := config.Load(args[0]); err != nil {
+	load := func(path string) error { _, err := config.Load(path); return err }
+	if data, err := os.ReadFile(args[0]); err == nil && config.IsCollect(data) {
+		load = func(path string) error { _, _, err := loadCollect(path); return err } // a collect.toml
+	}
+	if err := load(args[0]); err != nil {
 		fmt.Fprintln(stderr, err)
 		return exitConfig
 	}

@@ -46,6 +46,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return certCmd(rest, stdout, stderr)
 	case "token":
 		return tokenCmd(rest, stdout, stderr)
+	case "collect":
+		return collectCmd(rest, stderr)
 	case "check-config":
 		return checkConfigCmd(rest, stdout, stderr)
 	case "version", "--version", "-version":

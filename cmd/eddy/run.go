@@ -92,6 +92,7 @@ type daemon struct {
 	srv    *server.Server
 	ingest *ingestGroup
 	dev    *devtls.Device
+	push   *pushRunner // nil without [upstream]
 }
 
 // run builds the parts, serves until ctx ends, and shuts down in reverse
@@ -114,6 +115,10 @@ func run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hup <-cha
 	defer d.closeLog()
 	metrics.RegisterLog(reg, d.log)
 	logger.Info("ring log open", "path", d.log.Path(), "last_seq", d.log.LastSeq(), "records", d.log.Stats().Records)
+	src, err := newEpochLog(d.log)
+	if err != nil {
+		return err
+	}
 
 	dev, err := devtls.Load(devtls.Options{Dir: cfg.Storage.Dir, CertFile: cfg.TLS.Cert, KeyFile: cfg.TLS.Key,
 		ClientCAFile: cfg.TLS.ClientCA, Logger: logger.With("component", "tls")})
@@ -151,7 +156,7 @@ func run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hup <-cha
 		HTTP3:             cfg.Server.HTTP3,
 		TLS:               dev.ServerConfig(),
 		Log:               d.log,
-		Events:            d.hub,
+		Events:            withEpoch(src, d.hub),
 		Tokens:            tokens,
 		StatelessResetKey: resetKey,
 		SessionKey:        sessionKey,
@@ -174,6 +179,12 @@ func run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hup <-cha
 	if d.ingest, err = startIngest(cfg, d.log, reg, logger); err != nil {
 		d.shutdown()
 		return configError{err}
+	}
+	if cfg.Upstream.Enabled() {
+		if d.push, err = startPush(cfg, src, reg, logger.With("component", "upstream")); err != nil {
+			d.shutdown()
+			return configError{err}
+		}
 	}
 	notifyReady(logger)
 	watchdogDone := startWatchdog(ctx, d, logger)
@@ -252,6 +263,7 @@ func (d *daemon) shutdown() {
 	if d.ingest != nil {
 		d.ingest.stop()
 	}
+	d.push.stop()
 }
 
 func (d *daemon) closeLog() {
