@@ -13,6 +13,8 @@
 //     events it generates itself (this binary with -serve-baseline).
 //   - ingest: MQTT -> eddy -> ring log -> one SSE client, at 1,000 msgs/s
 //     and as fast as the broker goes. Baseline: a plain paho subscriber.
+//   - upstream: push and pull into a 3-node JetStream cluster (upstream.go).
+//     Baseline: raw async JetStream publishing from one Go client.
 //
 // Every wait has a deadline and every run is bounded in count and time.
 // It is a measurement tool, not a test: run it with go run.
@@ -76,7 +78,7 @@ func parseFlags(args []string, stderr io.Writer) (flags, error) {
 	f := flags{out: os.Stdout}
 	fs := flag.NewFlagSet("eddy-load", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&f.scenario, "scenario", "stream", "stream, ingest or all")
+	fs.StringVar(&f.scenario, "scenario", "stream", "stream, ingest, upstream or all")
 	fs.StringVar(&f.eddy, "eddy", "", "eddy binary to run (default: go build ./cmd/eddy)")
 	fs.StringVar(&f.dir, "dir", "", "work directory, kept (default: a temporary one, removed)")
 	fs.StringVar(&f.cpuprof, "cpuprofile", "", "write the load tool's own CPU profile to this file")
@@ -125,8 +127,8 @@ func parseFlags(args []string, stderr io.Writer) (flags, error) {
 		return f, errors.New("-window: want 1s to 5m")
 	case f.ingestQoS < 0 || f.ingestQoS > 2:
 		return f, errors.New("-ingest-qos: want 0, 1 or 2")
-	case f.scenario != "stream" && f.scenario != "ingest" && f.scenario != "all":
-		return f, fmt.Errorf("-scenario %q: want stream, ingest or all", f.scenario)
+	case f.scenario != "stream" && f.scenario != "ingest" && f.scenario != "upstream" && f.scenario != "all":
+		return f, fmt.Errorf("-scenario %q: want stream, ingest, upstream or all", f.scenario)
 	}
 	return f, nil
 }
