@@ -153,15 +153,20 @@ func (e env) upstream(ctx context.Context) error {
 	if err := add(e.pushLive(ctx, conn, cl.urls, 1000, 10*time.Second)); err != nil {
 		return err
 	}
+	// Offered more than the cluster takes on this box: pull's max rate.
+	if err := add(e.pullLive(ctx, conn, cl.urls, "max", 1, 100, 100, 15*time.Second)); err != nil {
+		return err
+	}
+	// A load the cluster sustains: latency, CPU and RSS.
 	for _, cols := range []int{1, 2} {
-		if err := add(e.pullLive(ctx, conn, cl.urls, fmt.Sprintf("c%d", cols), cols, 100, 100, 20*time.Second)); err != nil {
+		if err := add(e.pullLive(ctx, conn, cl.urls, fmt.Sprintf("c%d", cols), cols, 100, 20, 15*time.Second)); err != nil {
 			return err
 		}
 	}
 	if err := add(e.pullIdle(ctx, conn, cl.urls, 1000)); err != nil {
 		return err
 	}
-	if err := add(e.pullCatchUp(ctx, conn, cl.urls, 20, 100, 20*time.Second)); err != nil {
+	if err := add(e.pullCatchUp(ctx, conn, cl.urls, 20, 10, 40*time.Second)); err != nil {
 		return err
 	}
 	fmt.Fprintf(e.f.out, "\n## upstream: 3-node JetStream cluster in process, sync always, R3\n\n")
@@ -196,14 +201,14 @@ func streamSeq(ctx context.Context, conn *upstream.Conn) (uint64, error) {
 
 // latencies reads the messages of filter stored after stream sequence
 // from: count, and store time minus Eddy-Ts quantiles.
-func jsLatencies(ctx context.Context, conn *upstream.Conn, filter string, from uint64, want uint64) (uint64, time.Duration, time.Duration, error) {
+func jsLatencies(ctx context.Context, conn *upstream.Conn, filters []string, from uint64, want uint64) (uint64, time.Duration, time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	s, err := conn.JetStream().Stream(ctx, "EDDY")
 	if err != nil {
 		return 0, 0, 0, err
 	}
-	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter},
+	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: filters,
 		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from + 1})
 	if err != nil {
 		return 0, 0, 0, err
@@ -278,7 +283,7 @@ func (e env) rawPublish(ctx context.Context, conn *upstream.Conn, n int) (upResu
 		return upResult{}, fmt.Errorf("load: raw publish: %w", err)
 	}
 	took, cpu := time.Since(t0), selfCPU()-cpu0
-	_, p50, p99, err := jsLatencies(ctx, conn, "eddy.raw.>", from, uint64(n))
+	_, p50, p99, err := jsLatencies(ctx, conn, []string{"eddy.raw.>"}, from, uint64(n))
 	return upResult{name: "raw async publish (baseline)", records: uint64(n), took: took, cpu: cpu / time.Duration(n), p50: p50, p99: p99,
 		note: "256 outstanding, msg id; CPU: whole process"}, err
 }
@@ -328,14 +333,16 @@ func (e env) pushCatchUp(ctx context.Context, conn *upstream.Conn, urls []string
 	done := make(chan error, 1)
 	cpu0, t0 := selfCPU(), time.Now()
 	go func() { done <- p.Run(pctx) }()
-	err = waitFor(ctx, 5*time.Minute, "push catch-up", func() bool { return p.Stats().AckedSeq.Load() >= l.LastSeq() || p.Stats().Published.Load() >= uint64(n) })
+	err = waitFor(ctx, 5*time.Minute, "push catch-up", func() bool {
+		return p.Stats().AckedSeq.Load() >= l.LastSeq() || p.Stats().Published.Load() >= uint64(n)
+	})
 	took, cpu := time.Since(t0), selfCPU()-cpu0
 	cancel()
 	<-done
 	if err != nil {
 		return upResult{}, err
 	}
-	_, p50, p99, err := jsLatencies(ctx, conn, "eddy.push-catchup.>", from, uint64(n))
+	_, p50, p99, err := jsLatencies(ctx, conn, []string{"eddy.push-catchup.>"}, from, uint64(n))
 	return upResult{name: "push max rate = catch-up (log pre-filled)", records: uint64(n), took: took, cpu: cpu / time.Duration(n),
 		p50: p50, p99: p99, note: "window 256; latency includes the backlog; CPU: whole process"}, err
 }
@@ -386,7 +393,7 @@ func (e env) pushLive(ctx context.Context, conn *upstream.Conn, urls []string, r
 	if err != nil {
 		return upResult{}, err
 	}
-	_, p50, p99, err := jsLatencies(ctx, conn, "eddy.push-live.>", from, uint64(n))
+	_, p50, p99, err := jsLatencies(ctx, conn, []string{"eddy.push-live.>"}, from, uint64(n))
 	return upResult{name: fmt.Sprintf("push live %d/s", rate), records: uint64(n), took: took, cpu: cpu / time.Duration(n), p50: p50, p99: p99,
 		note: "append to stored; CPU: whole process incl. the log"}, err
 }
@@ -637,7 +644,11 @@ func (e env) pullLive(ctx context.Context, conn *upstream.Conn, urls []string, n
 	if err != nil {
 		return upResult{}, err
 	}
-	got, p50, p99, err := jsLatencies(ctx, conn, "eddy.pull-"+name+"-*.>", from, want)
+	var filters []string
+	for _, d := range s.devs {
+		filters = append(filters, upstream.DeviceFilter(d.name))
+	}
+	got, p50, p99, err := jsLatencies(ctx, conn, filters, from, want)
 	note := fmt.Sprintf("%d devices x %d/s, %d collector(s); CPU, RSS: the collectors", n, rate, cols)
 	if got != want {
 		note += fmt.Sprintf("; stream holds %d of %d", got, want)
@@ -708,4 +719,3 @@ func (e env) pullCatchUp(ctx context.Context, conn *upstream.Conn, urls []string
 		cpu: cpu / time.Duration(max(want, 1)), rss: rss,
 		note: fmt.Sprintf("live rate %.0f/s: catch-up %.1fx live (includes connecting)", live, float64(want)/took.Seconds()/live)}, nil
 }
-
