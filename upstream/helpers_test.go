@@ -2,8 +2,6 @@ package upstream
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -17,30 +15,20 @@ import (
 	"github.com/eddy-iot/eddy/ringlog"
 )
 
-// testLog is a real ring log with an epoch chosen by the test, standing in
-// for the ring log's own Epoch until it lands.
+// testLog is a real ring log; its epoch is the ring log's own.
 type testLog struct {
 	*ringlog.Log
-	epoch string
 }
 
-func (l *testLog) Epoch() string { return l.epoch }
+var _ Source = (*ringlog.Log)(nil)
 
-var _ Source = (*testLog)(nil)
-
-func newEpoch() string {
-	b := make([]byte, 6)
-	rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-func openTestLog(t testing.TB, dir, epoch string) *testLog {
+func openTestLog(t testing.TB, dir string) *testLog {
 	t.Helper()
 	l, err := ringlog.Open(dir, &ringlog.Options{SyncInterval: 20 * time.Millisecond, ReserveBlock: 1 << 10})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &testLog{Log: l, epoch: epoch}
+	return &testLog{Log: l}
 }
 
 // appender appends numbered records to a log at a steady rate until stopped.

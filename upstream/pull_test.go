@@ -37,7 +37,7 @@ type pullDevice struct {
 
 func newPullDevice(t *testing.T, name string) *pullDevice {
 	d := &pullDevice{t: t, name: name, dir: t.TempDir(), want: map[string][]uint64{}}
-	d.log = openTestLog(t, d.dir, newEpoch())
+	d.log = openTestLog(t, d.dir)
 	d.serve("127.0.0.1:0")
 	d.app = startAppender(t, d.log, 4*time.Millisecond)
 	return d
@@ -63,7 +63,7 @@ func (d *pullDevice) serve(listen string) {
 	d.stopHb, d.hubEnd = cancel, make(chan struct{})
 	go func() { defer close(d.hubEnd); d.hub.Run(ctx) }()
 	d.srv, err = server.New(server.Options{Listen: listen, HTTP3: true, TLS: d.dev.ServerConfig(), Log: d.log.Log,
-		Events: epochHeader(d.log.epoch, d.hub), Tokens: []string{testToken}})
+		Events: epochHeader(d.log.Epoch(), d.hub), Tokens: []string{testToken}})
 	if err != nil {
 		d.t.Fatal(err)
 	}
@@ -76,7 +76,7 @@ func (d *pullDevice) serve(listen string) {
 		}
 		time.Sleep(100 * time.Millisecond)
 		d.srv, _ = server.New(server.Options{Listen: listen, HTTP3: true, TLS: d.dev.ServerConfig(), Log: d.log.Log,
-			Events: epochHeader(d.log.epoch, d.hub), Tokens: []string{testToken}})
+			Events: epochHeader(d.log.Epoch(), d.hub), Tokens: []string{testToken}})
 	}
 	d.addr = d.srv.Addr().String()
 }
@@ -105,18 +105,16 @@ func (d *pullDevice) halt() {
 // with fresh its ring.db is replaced (a new epoch).
 func (d *pullDevice) restart(fresh bool) {
 	d.halt()
-	epoch := d.log.epoch
 	if fresh {
-		d.want[epoch] = allSeqs(d.t, d.log)
+		d.want[d.log.Epoch()] = allSeqs(d.t, d.log)
 	}
 	if err := d.log.Close(); err != nil {
 		d.t.Fatal(err)
 	}
 	if fresh {
-		moveAside(d.t, d.dir)
-		epoch = newEpoch()
+		moveAside(d.t, d.dir) // the next Open starts a new ring.db: a new epoch
 	}
-	d.log = openTestLog(d.t, d.dir, epoch)
+	d.log = openTestLog(d.t, d.dir)
 	d.serve(d.addr)
 	d.app = startAppender(d.t, d.log, 4*time.Millisecond)
 }
@@ -317,7 +315,7 @@ func TestPullFaults(t *testing.T) {
 		last := d.lastRecord()
 		eventually(t, 30*time.Second, d.name+" caught up", func() bool { return acked(d) >= last })
 		want[d.name] = d.want
-		want[d.name][d.log.epoch] = allSeqs(t, d.log)
+		want[d.name][d.log.Epoch()] = allSeqs(t, d.log)
 	}
 	checker, err := Connect(testOptions(c, "checker"))
 	if err != nil {

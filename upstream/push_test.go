@@ -36,7 +36,7 @@ type pushDevice struct {
 
 func newPushDevice(t *testing.T, c *testCluster, name string) *pushDevice {
 	d := &pushDevice{t: t, name: name, dir: t.TempDir(), stats: &Stats{}, want: map[string][]uint64{}}
-	d.log = openTestLog(t, d.dir, newEpoch())
+	d.log = openTestLog(t, d.dir)
 	d.app = startAppender(t, d.log, 4*time.Millisecond)
 	d.startPusher(c)
 	return d
@@ -75,18 +75,16 @@ func (d *pushDevice) killPusher() {
 func (d *pushDevice) restart(c *testCluster, fresh bool) {
 	d.app.halt()
 	d.killPusher()
-	epoch := d.log.epoch
 	if fresh {
-		d.want[epoch] = allSeqs(d.t, d.log)
+		d.want[d.log.Epoch()] = allSeqs(d.t, d.log)
 	}
 	if err := d.log.Close(); err != nil {
 		d.t.Fatal(err)
 	}
 	if fresh {
-		moveAside(d.t, d.dir)
-		epoch = newEpoch()
+		moveAside(d.t, d.dir) // the next Open starts a new ring.db: a new epoch
 	}
-	d.log = openTestLog(d.t, d.dir, epoch)
+	d.log = openTestLog(d.t, d.dir)
 	d.app = startAppender(d.t, d.log, 4*time.Millisecond)
 	d.startPusher(c)
 }
@@ -179,7 +177,7 @@ func TestPushFaults(t *testing.T) {
 		last := d.lastRecord()
 		eventually(t, 30*time.Second, d.name+" caught up", func() bool { return d.stats.AckedSeq.Load() >= last })
 		want[d.name] = d.want
-		want[d.name][d.log.epoch] = allSeqs(t, d.log)
+		want[d.name][d.log.Epoch()] = allSeqs(t, d.log)
 	}
 	checker, err := Connect(testOptions(c, "checker"))
 	if err != nil {

@@ -92,6 +92,7 @@ type daemon struct {
 	srv    *server.Server
 	ingest *ingestGroup
 	dev    *devtls.Device
+	health *healthCheck
 	push   *pushRunner // nil without [upstream]
 }
 
@@ -115,10 +116,6 @@ func run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hup <-cha
 	defer d.closeLog()
 	metrics.RegisterLog(reg, d.log)
 	logger.Info("ring log open", "path", d.log.Path(), "last_seq", d.log.LastSeq(), "records", d.log.Stats().Records)
-	src, err := newEpochLog(d.log)
-	if err != nil {
-		return err
-	}
 
 	dev, err := devtls.Load(devtls.Options{Dir: cfg.Storage.Dir, CertFile: cfg.TLS.Cert, KeyFile: cfg.TLS.Key,
 		ClientCAFile: cfg.TLS.ClientCA, Logger: logger.With("component", "tls")})
@@ -146,6 +143,19 @@ func run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hup <-cha
 	var hubErr error // set before hubDone closes
 	go func() { defer close(hubDone); hubErr = d.hub.Run(hubCtx) }()
 	defer func() { stopHub(); <-hubDone }()
+	d.health = &healthCheck{
+		writer:  beatFunc(d.log.WriterBeat),
+		hub:     d.hub,
+		hubDone: hubDone,
+		hubErr: func() error {
+			if hubErr == nil {
+				return errHubEnded
+			}
+			return hubErr
+		},
+		logErr: d.log.Err,
+		now:    time.Now,
+	}
 
 	resetKey, sessionKey, err := deviceSecrets(dev)
 	if err != nil {
@@ -156,12 +166,12 @@ func run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hup <-cha
 		HTTP3:             cfg.Server.HTTP3,
 		TLS:               dev.ServerConfig(),
 		Log:               d.log,
-		Events:            withEpoch(src, d.hub),
+		Events:            withEpoch(d.log, d.hub),
 		Tokens:            tokens,
 		StatelessResetKey: resetKey,
 		SessionKey:        sessionKey,
 		MaxStreamsPerHost: cfg.Server.MaxStreamsPerHost,
-		Health:            d.health(hubDone, &hubErr),
+		Health:            d.health.ready,
 		Logger:            logger.With("component", "server"),
 	})
 	if err != nil {
@@ -181,13 +191,13 @@ func run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hup <-cha
 		return configError{err}
 	}
 	if cfg.Upstream.Enabled() {
-		if d.push, err = startPush(cfg, src, reg, logger.With("component", "upstream")); err != nil {
+		if d.push, err = startPush(cfg, d.log, reg, logger.With("component", "upstream")); err != nil {
 			d.shutdown()
 			return configError{err}
 		}
 	}
 	notifyReady(logger)
-	watchdogDone := startWatchdog(ctx, d, logger)
+	watchdogDone := startWatchdog(ctx, d.health.progress, logger)
 
 	err = d.serve(ctx, hup, reload)
 	notifyStopping()
@@ -272,22 +282,6 @@ func (d *daemon) closeLog() {
 		return
 	}
 	d.logger.Info("ring log flushed", "durable_seq", d.log.Stats().DurableSeq)
-}
-
-// health is /healthz's check beside the server's own: the log commits
-// and the hub runs.
-func (d *daemon) health(hubDone <-chan struct{}, hubErr *error) func(context.Context) error {
-	return func(context.Context) error {
-		select {
-		case <-hubDone:
-			return fmt.Errorf("stream hub stopped: %v", *hubErr)
-		default:
-		}
-		if err := d.log.Err(); err != nil {
-			return fmt.Errorf("ring log not writable: %v", err)
-		}
-		return nil
-	}
 }
 
 // accessTokens are the configured tokens, or the generated one when

@@ -2,78 +2,20 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net/http"
-	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sys/unix"
 
 	"github.com/eddy-iot/eddy/config"
 	"github.com/eddy-iot/eddy/ringlog"
 	"github.com/eddy-iot/eddy/upstream"
 )
 
-// epochLog gives push the ring log's epoch. When *ringlog.Log has its own
-// Epoch (the ring log's reliability work adds it), that is used; until
-// then the epoch is a random id kept in <dir>/ring.epoch beside the file
-// identity (inode and birth time) of the ring.db it belongs to, so a
-// replaced or recreated ring.db gets a new one.
-type epochLog struct {
-	*ringlog.Log
-	epoch string
-}
-
-func (l *epochLog) Epoch() string { return l.epoch }
-
-var _ upstream.Source = (*epochLog)(nil)
-
-func newEpochLog(log *ringlog.Log) (upstream.Source, error) {
-	if s, ok := any(log).(upstream.Source); ok {
-		return s, nil
-	}
-	e, err := fileEpoch(log.Path())
-	if err != nil {
-		return nil, err
-	}
-	return &epochLog{Log: log, epoch: e}, nil
-}
-
-// fileEpoch reads or creates the epoch of the ring.db at path.
-func fileEpoch(path string) (string, error) {
-	var st unix.Statx_t
-	if err := unix.Statx(unix.AT_FDCWD, path, 0, unix.STATX_INO|unix.STATX_BTIME, &st); err != nil {
-		return "", fmt.Errorf("upstream: epoch: stat %s: %w", path, err)
-	}
-	ident := strconv.FormatUint(st.Ino, 10) + "." + strconv.FormatInt(st.Btime.Sec, 10) + "." + strconv.FormatUint(uint64(st.Btime.Nsec), 10)
-	file := filepath.Join(filepath.Dir(path), "ring.epoch")
-	if b, err := os.ReadFile(file); err == nil {
-		if epoch, id, ok := strings.Cut(strings.TrimSpace(string(b)), " "); ok && id == ident && epoch != "" {
-			return epoch, nil
-		}
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return "", fmt.Errorf("upstream: epoch: %w", err)
-	}
-	r := make([]byte, 8)
-	rand.Read(r)
-	epoch := hex.EncodeToString(r)
-	tmp := file + ".tmp"
-	if err := os.WriteFile(tmp, []byte(epoch+" "+ident+"\n"), 0o600); err != nil {
-		return "", fmt.Errorf("upstream: epoch: %w", err)
-	}
-	if err := os.Rename(tmp, file); err != nil {
-		return "", fmt.Errorf("upstream: epoch: %w", err)
-	}
-	return epoch, nil
-}
+// The ring log is push's source: it has the epoch a collector or the
+// stream tells one ring.db's numbering by.
+var _ upstream.Source = (*ringlog.Log)(nil)
 
 // withEpoch names the serving log's epoch on every /events response, so a
 // collector ties each stream to one epoch (upstream.EpochHeader).
