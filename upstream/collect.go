@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -60,6 +61,9 @@ type CollectorOptions struct {
 	Idle time.Duration
 	// LogEvery is how often one device's failures are logged; default 1m.
 	LogEvery time.Duration
+	// QUICAddr is the local UDP address all HTTP/3 connections share (one
+	// socket for every device); default ":0".
+	QUICAddr string
 	Logger   *slog.Logger
 	// OnAck observes each stored record (benchmarks); may be nil.
 	OnAck func(device string, seq uint64, ts time.Time, publishToAck time.Duration)
@@ -105,6 +109,8 @@ type Collector struct {
 	held atomic.Int64
 
 	wg sync.WaitGroup // followers
+
+	qt *quic.Transport // every device's QUIC connections; set by Run
 }
 
 // NewCollector returns a collector of devices; Run starts it.
@@ -129,6 +135,9 @@ func NewCollector(conn *Conn, devices []Device, o CollectorOptions) (*Collector,
 	}
 	if o.LogEvery <= 0 {
 		o.LogEvery = time.Minute
+	}
+	if o.QUICAddr == "" {
+		o.QUICAddr = ":0"
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -257,7 +266,14 @@ func (c *Collector) Run(ctx context.Context) error {
 		}
 		return err
 	}
-	c.log.Info("collect: running", "id", leases.ID(), "lease_ttl", leases.TTL())
+	udp, err := net.ListenPacket("udp", c.opt.QUICAddr)
+	if err != nil {
+		return fmt.Errorf("collect: QUIC socket: %w", err)
+	}
+	c.qt = &quic.Transport{Conn: udp}
+	defer udp.Close()
+	defer c.qt.Close()
+	c.log.Info("collect: running", "id", leases.ID(), "lease_ttl", leases.TTL(), "quic", udp.LocalAddr().String())
 	c.mu.Lock()
 	c.leases = leases
 	c.mu.Unlock()
@@ -414,7 +430,7 @@ var errLeaseEnded = errors.New("collect: lease not renewed in time")
 
 // follow runs sessions with one device until ctx ends.
 func (c *Collector) follow(ctx context.Context, r *devRun) {
-	h3 := &http3.Transport{TLSClientConfig: r.cfg.TLS, QUICConfig: &quic.Config{
+	h3 := &http3.Transport{TLSClientConfig: r.cfg.TLS, Dial: c.dialQUIC, QUICConfig: &quic.Config{
 		MaxIdleTimeout: 10 * time.Second, KeepAlivePeriod: 3 * time.Second,
 		InitialStreamReceiveWindow: 64 << 10, InitialConnectionReceiveWindow: 128 << 10,
 	}}
@@ -448,6 +464,15 @@ func (c *Collector) follow(ctx context.Context, r *devRun) {
 		}
 		backoff = min(2*backoff, 15*time.Second)
 	}
+}
+
+// dialQUIC dials over the collector's one UDP socket.
+func (c *Collector) dialQUIC(ctx context.Context, addr string, tlsCfg *tls.Config, cfg *quic.Config) (*quic.Conn, error) {
+	ua, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return c.qt.DialEarly(ctx, ua, tlsCfg, cfg)
 }
 
 // session resumes from the stream, follows the device's events and
@@ -495,7 +520,13 @@ func (c *Collector) session(ctx context.Context, r *devRun, clients [2]*http.Cli
 			s.known = pos.StreamSeq
 		}
 		r.state.Stats.AckedSeq.Store(s.acked)
-		err = c.read(ctx, r, s, resp.Body)
+		// In a new epoch, ids up to the previous epoch's last were that
+		// epoch's: a gap the device announces below it is no loss.
+		var floor uint64
+		if epoch != pos.Epoch {
+			floor = pos.Seq
+		}
+		err = c.read(ctx, r, s, floor, resp.Body)
 		if ferr := s.Flush(ctx); ferr != nil && err == nil {
 			err = ferr
 		}
@@ -612,7 +643,7 @@ type gapEvent struct {
 // the lease may have passed on. A reader goroutine, owned and waited for
 // here, parses the body; this goroutine owns the Sender and settles its
 // acknowledgements as soon as the stream pauses.
-func (c *Collector) read(ctx context.Context, r *devRun, s *Sender, body io.ReadCloser) error {
+func (c *Collector) read(ctx context.Context, r *devRun, s *Sender, floor uint64, body io.ReadCloser) error {
 	idle := time.AfterFunc(c.opt.Idle, func() { body.Close() })
 	defer idle.Stop()
 	events := make(chan sse.Event, 64)
@@ -651,7 +682,7 @@ func (c *Collector) read(ctx context.Context, r *devRun, s *Sender, body io.Read
 			if time.Now().UnixNano() > r.deadline.Load() {
 				return errLeaseEnded
 			}
-			if err := c.handle(r, s, ev, ctx); err != nil {
+			if err := c.handle(ctx, r, s, floor, ev); err != nil {
 				return err
 			}
 			if s.Outstanding() > 0 {
@@ -668,7 +699,7 @@ func (c *Collector) read(ctx context.Context, r *devRun, s *Sender, body io.Read
 }
 
 // handle publishes one event.
-func (c *Collector) handle(r *devRun, s *Sender, ev sse.Event, ctx context.Context) error {
+func (c *Collector) handle(ctx context.Context, r *devRun, s *Sender, floor uint64, ev sse.Event) error {
 	switch ev.Type {
 	case "reading", "":
 		var rd reading
@@ -691,10 +722,10 @@ func (c *Collector) handle(r *devRun, s *Sender, ev sse.Event, ctx context.Conte
 			r.state.Malformed.Add(1)
 			return fmt.Errorf("collect: malformed gap: %.80s", ev.Data)
 		}
-		if g.To <= s.Acked() {
+		if g.To <= max(s.Acked(), floor) {
 			return nil
 		}
-		return s.Send(ctx, &Message{Seq: g.To, GapFrom: max(g.From, s.Acked()+1), Time: time.Now()})
+		return s.Send(ctx, &Message{Seq: g.To, GapFrom: max(g.From, s.Acked()+1, floor+1), Time: time.Now()})
 	}
 	return nil
 }

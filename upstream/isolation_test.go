@@ -88,7 +88,7 @@ func TestCollectorIsolation(t *testing.T) {
 	}
 	defer conn.Close()
 	col, err := NewCollector(conn, devs, CollectorOptions{ID: "iso", LeaseTTL: 2 * time.Second, Dial: time.Second,
-		LogEvery: time.Minute, MaxEvent: 1 << 20, Logger: slog.New(logs)})
+		LogEvery: time.Minute, MaxEvent: 1 << 20, Logger: slog.New(logs), QUICAddr: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}

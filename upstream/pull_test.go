@@ -149,7 +149,7 @@ func startCollector(t *testing.T, c *testCluster, id string, devs []*pullDevice)
 		cfg = append(cfg, d.config())
 	}
 	col, err := NewCollector(conn, cfg, CollectorOptions{ID: id, LeaseTTL: 2 * time.Second, Idle: 5 * time.Second,
-		Dial: 2 * time.Second, LogEvery: time.Millisecond, Logger: o.Logger})
+		Dial: 2 * time.Second, LogEvery: time.Millisecond, Logger: o.Logger, QUICAddr: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}

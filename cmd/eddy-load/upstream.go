@@ -215,6 +215,7 @@ func jsLatencies(ctx context.Context, conn *upstream.Conn, filters []string, fro
 	}
 	var h hist
 	var got uint64
+	empty := 0
 	for got < want {
 		batch, err := cons.Fetch(2000, jetstream.FetchMaxWait(2*time.Second))
 		if err != nil {
@@ -231,7 +232,11 @@ func jsLatencies(ctx context.Context, conn *upstream.Conn, filters []string, fro
 			}
 		}
 		if k == 0 {
-			break
+			if empty++; empty >= 3 {
+				break
+			}
+		} else {
+			empty = 0
 		}
 	}
 	return got, h.quantile(0.5), h.quantile(0.99), nil
@@ -407,6 +412,7 @@ type simDevices struct {
 	stop   chan struct{}
 	wg     sync.WaitGroup
 	fp     string
+	rate   int
 }
 
 type simDevice struct {
@@ -507,7 +513,20 @@ func (e env) startSim(prefix string, n, rate int) (*simDevices, error) {
 		s.wg.Add(1)
 		go func() { defer s.wg.Done(); d.srv.Serve(pc) }()
 	}
-	if rate > 0 {
+	s.rate = rate
+	return s, nil
+}
+
+// begin starts producing: every device's records are stamped from now.
+func (s *simDevices) begin() {
+	if s.rate == 0 {
+		return
+	}
+	t0 := time.Now()
+	for _, d := range s.devs {
+		d.t0 = t0
+	}
+	{
 		s.ticker = time.NewTicker(10 * time.Millisecond)
 		s.wg.Add(1)
 		go func() {
@@ -526,7 +545,6 @@ func (e env) startSim(prefix string, n, rate int) (*simDevices, error) {
 			}
 		}()
 	}
-	return s, nil
 }
 
 // halt stops producing; the servers go on serving.
@@ -556,7 +574,7 @@ func (s *simDevices) close() {
 }
 
 // startCollectors starts k `eddy collect` children following the devices.
-func (e env) startCollectors(name string, k int, urls []string, s *simDevices) ([]*child, error) {
+func (e env) startCollectors(name string, k int, urls []string, s *simDevices) ([]*child, []int, error) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "[nats]\nservers = [")
 	for i, u := range urls {
@@ -570,23 +588,50 @@ func (e env) startCollectors(name string, k int, urls []string, s *simDevices) (
 		fmt.Fprintf(&b, "[[device]]\nname = %q\nurl = \"https://%s\"\ntoken = %q\nfingerprint = %q\n\n", d.name, d.addr, loadToken, s.fp)
 	}
 	var out []*child
+	var ports []int
 	for i := range k {
 		port, err := freePort()
 		if err != nil {
-			return out, err
+			return out, ports, err
 		}
+		ports = append(ports, port)
 		cfg := fmt.Sprintf("[collector]\nlisten = \"127.0.0.1:%d\"\nid = \"%s-%d\"\n\n", port, name, i) + b.String()
 		path := filepath.Join(e.dir, fmt.Sprintf("collect-%s-%d.toml", name, i))
 		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-			return out, err
+			return out, ports, err
 		}
 		c, err := startChild("eddy collect", filepath.Join(e.dir, fmt.Sprintf("collect-%s-%d.log", name, i)), e.bin, "collect", "--config", path)
 		if err != nil {
-			return out, err
+			return out, ports, err
 		}
 		out = append(out, c)
 	}
-	return out, nil
+	return out, ports, nil
+}
+
+// settled reports whether the collectors on ports have n device streams
+// open between them, each collector holding some.
+func settled(ports []int, n int) bool {
+	open := 0
+	for _, p := range ports {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", p))
+		if err != nil {
+			return false
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		mine := 0
+		for line := range strings.Lines(string(b)) {
+			if strings.HasPrefix(line, "eddy_upstream_connected{") && strings.HasSuffix(strings.TrimSpace(line), " 1") {
+				mine++
+			}
+		}
+		if mine == 0 {
+			return false
+		}
+		open += mine
+	}
+	return open == n
 }
 
 func stopAll(cs []*child) {
@@ -626,11 +671,19 @@ func (e env) pullLive(ctx context.Context, conn *upstream.Conn, urls []string, n
 	if err != nil {
 		return upResult{}, err
 	}
-	cs, err := e.startCollectors(name, cols, urls, s)
+	cs, ports, err := e.startCollectors(name, cols, urls, s)
 	defer stopAll(cs)
 	if err != nil {
 		return upResult{}, err
 	}
+	// Measure the steady state: every device connected, leases spread.
+	if err := waitFor(ctx, time.Minute, "collectors settled", func() bool { return settled(ports, n) }); err != nil {
+		return upResult{}, err
+	}
+	if err := sleepCtx(ctx, 2*time.Second); err != nil {
+		return upResult{}, err
+	}
+	s.begin()
 	t0 := time.Now()
 	cpu0, _ := usageOf(cs)
 	if err := sleepCtx(ctx, d); err != nil {
@@ -664,7 +717,7 @@ func (e env) pullIdle(ctx context.Context, conn *upstream.Conn, urls []string, n
 			return 0, err
 		}
 		defer s.close()
-		cs, err := e.startCollectors(name, 1, urls, s)
+		cs, _, err := e.startCollectors(name, 1, urls, s)
 		defer stopAll(cs)
 		if err != nil {
 			return 0, err
@@ -697,12 +750,13 @@ func (e env) pullCatchUp(ctx context.Context, conn *upstream.Conn, urls []string
 	if err != nil {
 		return upResult{}, err
 	}
+	s.begin()
 	if err := sleepCtx(ctx, away); err != nil { // the collector is away; the devices record
 		return upResult{}, err
 	}
 	s.halt()
 	want := s.total()
-	cs, err := e.startCollectors("catchup", 1, urls, s)
+	cs, _, err := e.startCollectors("catchup", 1, urls, s)
 	defer stopAll(cs)
 	if err != nil {
 		return upResult{}, err
