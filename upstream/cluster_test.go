@@ -63,8 +63,11 @@ func newTestCluster(t testing.TB, n int) *testCluster {
 			JetStreamMaxMemory: 64 << 20,
 			JetStreamMaxStore:  1 << 30,
 		}
+		if n == 1 {
+			o.Cluster = natsserver.ClusterOpts{} // one node: plain JetStream
+		}
 		for j, p := range routes {
-			if j != i {
+			if j != i && n > 1 {
 				o.Routes = append(o.Routes, natsserver.RoutesFromStr(fmt.Sprintf("nats://127.0.0.1:%d", p))...)
 			}
 		}
