@@ -646,7 +646,7 @@ type gapEvent struct {
 func (c *Collector) read(ctx context.Context, r *devRun, s *Sender, floor uint64, body io.ReadCloser) error {
 	idle := time.AfterFunc(c.opt.Idle, func() { body.Close() })
 	defer idle.Stop()
-	events := make(chan sse.Event, 64)
+	events := make(chan sse.Event, 16)
 	stop := make(chan struct{})
 	readErr := make(chan error, 1)
 	go func() {
