@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -104,7 +105,7 @@ type Collector struct {
 	update chan []Device // SetDevices -> Run
 	leases *Leases       // set by Run before it applies updates
 
-	mu   sync.Mutex // protects devs (the map; devRun fields belong to Run)
+	mu   sync.Mutex // protects the map devs for readers; only Run's goroutine changes it and the devRuns
 	devs map[string]*devRun
 	held atomic.Int64
 
@@ -163,18 +164,23 @@ func (c *Collector) apply(devices []Device) error {
 		}
 		seen[d.Name] = true
 	}
+	// Only Run's goroutine (or NewCollector) gets here: c.mu guards the
+	// map for readers, and is not held while followers stop or leases go.
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	for name, r := range c.devs {
+	current := maps.Clone(c.devs)
+	c.mu.Unlock()
+	for name, r := range current {
 		if !seen[name] {
 			c.stopFollower(r)
 			c.release(name, r)
+			c.mu.Lock()
 			delete(c.devs, name)
+			c.mu.Unlock()
 			c.log.Info("collect: device removed", "device", name)
 		}
 	}
 	for _, d := range devices {
-		old, ok := c.devs[d.Name]
+		old, ok := current[d.Name]
 		if ok && old.cfg.same(d) {
 			continue
 		}
@@ -192,7 +198,9 @@ func (c *Collector) apply(devices []Device) error {
 			name := d.Name
 			r.state.Stats.OnAck = func(seq uint64, ts time.Time, took time.Duration) { c.opt.OnAck(name, seq, ts, took) }
 		}
+		c.mu.Lock()
 		c.devs[d.Name] = r
+		c.mu.Unlock()
 		if r.rev != 0 {
 			c.startFollower(r)
 		}
@@ -294,8 +302,29 @@ func (c *Collector) Run(ctx context.Context) error {
 	}
 }
 
+// leaseWorkers bounds the lease requests in flight at once, so that
+// thousands of leases are renewed within a fraction of the TTL.
+const leaseWorkers = 32
+
+// parallel runs fn(0..n-1), at most leaseWorkers at a time.
+func parallel(n int, fn func(i int)) {
+	sem := make(chan struct{}, leaseWorkers)
+	var wg sync.WaitGroup
+	for i := range n {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			fn(i)
+		}()
+	}
+	wg.Wait()
+}
+
 // balance renews the leases held, gives up any beyond this collector's
-// fair share, and takes free ones up to it.
+// fair share, and takes free ones up to it. Only Run's goroutine changes
+// the device map and the devRuns, so balance reads them without c.mu and
+// never holds it across a request.
 func (c *Collector) balance(ctx context.Context, l *Leases) {
 	alive, err := l.Announce(ctx)
 	if err != nil {
@@ -303,24 +332,40 @@ func (c *Collector) balance(ctx context.Context, l *Leases) {
 		c.log.Debug("collect: announce", "err", err)
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	names := make([]string, 0, len(c.devs))
-	for n := range c.devs {
+	runs := make(map[string]*devRun, len(c.devs))
+	for n, r := range c.devs {
 		names = append(names, n)
+		runs[n] = r
 	}
+	c.mu.Unlock()
 	slices.Sort(names)
 	share := (len(names) + alive - 1) / alive
-	held := 0
+
+	// Renew every lease held, in parallel.
+	var mine []string
 	for _, n := range names {
-		r := c.devs[n]
-		if r.rev == 0 {
-			continue
+		if runs[n].rev != 0 {
+			mine = append(mine, n)
 		}
-		now := time.Now()
-		rev, err := l.Renew(ctx, n, r.rev)
-		if err != nil {
-			if errors.Is(err, ErrLeaseLost) || time.Now().UnixNano() > r.deadline.Load() {
-				c.log.Warn("collect: lease lost", "device", n, "err", err)
+	}
+	type renewal struct {
+		rev uint64
+		err error
+		at  time.Time
+	}
+	got := make([]renewal, len(mine))
+	parallel(len(mine), func(i int) {
+		at := time.Now()
+		rev, err := l.Renew(ctx, mine[i], runs[mine[i]].rev)
+		got[i] = renewal{rev, err, at}
+	})
+	held := 0
+	for i, n := range mine {
+		r, g := runs[n], got[i]
+		if g.err != nil {
+			if errors.Is(g.err, ErrLeaseLost) || time.Now().UnixNano() > r.deadline.Load() {
+				c.log.Warn("collect: lease lost", "device", n, "err", g.err)
 				c.stopFollower(r)
 				r.rev = 0
 				continue
@@ -328,44 +373,53 @@ func (c *Collector) balance(ctx context.Context, l *Leases) {
 			held++ // not renewed this time; still ours until its deadline
 			continue
 		}
-		r.rev = rev
-		r.deadline.Store(now.Add(l.TTL() * 2 / 3).UnixNano())
+		r.rev = g.rev
+		r.deadline.Store(g.at.Add(l.TTL() * 2 / 3).UnixNano())
 		held++
 	}
 	// Too many: give some back (another collector takes them).
 	for i := len(names) - 1; i >= 0 && held > share; i-- {
-		r := c.devs[names[i]]
-		if r.rev != 0 {
+		if r := runs[names[i]]; r.rev != 0 {
 			c.stopFollower(r)
 			c.release(names[i], r)
 			held--
 			c.log.Info("collect: lease handed over", "device", names[i], "share", share)
 		}
 	}
-	// Start at a random place so that collectors spread over the list.
+	// Take free ones, starting at a random place so that collectors
+	// spread over the list; in parallel, never more than the share.
+	var free []string
 	off := rand.IntN(max(len(names), 1))
 	for i := range names {
-		if held >= share {
-			break
+		if n := names[(i+off)%len(names)]; runs[n].rev == 0 {
+			free = append(free, n)
 		}
-		n := names[(i+off)%len(names)]
-		r := c.devs[n]
-		if r.rev != 0 {
-			continue
+	}
+	for len(free) > 0 && held < share {
+		try := free[:min(len(free), share-held, leaseWorkers)]
+		free = free[len(try):]
+		revs := make([]uint64, len(try))
+		ats := make([]time.Time, len(try))
+		parallel(len(try), func(i int) {
+			ats[i] = time.Now()
+			if rev, ok, err := l.Acquire(ctx, try[i]); err == nil && ok {
+				revs[i] = rev
+			}
+		})
+		for i, n := range try {
+			if revs[i] == 0 {
+				continue
+			}
+			r := runs[n]
+			r.rev = revs[i]
+			r.deadline.Store(ats[i].Add(l.TTL() * 2 / 3).UnixNano())
+			held++
+			c.log.Info("collect: lease taken", "device", n)
+			c.startFollower(r)
 		}
-		now := time.Now()
-		rev, ok, err := l.Acquire(ctx, n)
-		if err != nil || !ok {
-			continue
-		}
-		r.rev = rev
-		r.deadline.Store(now.Add(l.TTL() * 2 / 3).UnixNano())
-		held++
-		c.log.Info("collect: lease taken", "device", n)
-		c.startFollower(r)
 	}
 	c.held.Store(int64(held))
-	for _, r := range c.devs {
+	for _, r := range runs {
 		r.state.Held.Store(r.rev != 0)
 	}
 }
@@ -395,11 +449,12 @@ func (c *Collector) stopAll(l *Leases) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	c.mu.Lock()
-	for n, r := range c.devs {
+	current := maps.Clone(c.devs)
+	c.mu.Unlock()
+	for n, r := range current {
 		c.stopFollower(r)
 		c.release(n, r)
 	}
-	c.mu.Unlock()
 	c.wg.Wait()
 	l.Withdraw(ctx)
 	c.held.Store(0)
