@@ -19,9 +19,13 @@
 //     only on acknowledgements. When an acknowledgement fails or times out
 //     it waits for every outstanding one, asks the stream which of them it
 //     holds (the device's messages after the last known stream sequence,
-//     read from the leader) and republishes, in seq order, only those it
-//     lacks, with their Nats-Msg-Id. So a republish never stores twice,
-//     also when an outage outlasted the duplicate window. A record can
+//     read from the leader) and republishes, in seq order and one at a
+//     time, only those it lacks, with their Nats-Msg-Id and on the
+//     condition (Nats-Expected-Last-Subject-Sequence on eddy.<device>.>)
+//     that the device's last message is still the one it knows: an
+//     original stored late, by a new leader after the scan, fails the
+//     condition and is found by the next scan. So a republish does not
+//     store twice, also when an outage outlasted the duplicate window. A record can
 //     land out of order only when the stream lost it while storing a later
 //     one (a leader failover between the two): it is then republished
 //     after it and counted in Stats.Reordered; consumers that need strict

@@ -304,34 +304,44 @@ func (s *Sender) recover(ctx context.Context) error {
 			s.c.log.Warn("upstream: republishing unacknowledged records", "device", s.device, "epoch", s.epoch,
 				"from_seq", missing[0].seq, "records", len(missing))
 		}
-		for _, p := range missing {
-			s.stats.Republished.Add(1)
-			s.publish(p)
-		}
+		// Republish one at a time, each on the condition that the
+		// device's last message in the stream is the one we know of: a
+		// late original (stored by a new leader after our scan) makes the
+		// condition fail, and the next round scans again instead of
+		// storing it twice.
 		s.pend = missing
-		// Wait for the republished ones; another failure starts over.
 		ok := true
 		for len(s.pend) > 0 && ok {
 			p := s.pend[0]
-			if p.fut == nil {
+			s.stats.Republished.Add(1)
+			ack, err := s.publishAfter(ctx, p, s.known)
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				s.c.log.Debug("upstream: conditional republish", "device", s.device, "seq", p.seq, "err", err)
 				ok = false
 				break
 			}
-			select {
-			case ack := <-p.fut.Ok():
-				s.acknowledged(p, ack)
-				s.pend = s.pend[1:]
-			case <-p.fut.Err():
-				p.fut = nil
-				ok = false
-			case <-ctx.Done():
-				return ctx.Err()
-			}
+			s.acknowledged(p, ack)
+			s.pend = s.pend[1:]
 		}
 		if ok {
 			return nil
 		}
 	}
+}
+
+// publishAfter publishes p on the condition that the device's last
+// message in the stream has stream sequence last, and waits for the ack.
+func (s *Sender) publishAfter(ctx context.Context, p *pending, last uint64) (*jetstream.PubAck, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.c.opt.AckTimeout)
+	defer cancel()
+	p.sent = time.Now()
+	p.msg.Header.Del(jetstream.ExpectedLastSubjSeqHeader)
+	p.msg.Header.Del(jetstream.ExpectedLastSubjSeqSubjHeader)
+	return s.c.js.PublishMsg(ctx, p.msg, jetstream.WithExpectStream(s.c.opt.Stream), jetstream.WithRetryAttempts(0),
+		jetstream.WithExpectLastSequenceForSubject(last, DeviceFilter(s.device)))
 }
 
 func (s *Sender) waitConnected(ctx context.Context) error {
