@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -19,6 +18,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/eddy-iot/eddy/dashboard"
 )
 
 // SessionCookie is the name of the dashboard's session cookie.
@@ -230,7 +231,12 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	idx := s.auth.tokenIndex(tok)
 	if idx < 0 {
 		s.log.Info("server: login refused", "remote", r.RemoteAddr)
-		unauthorized(w, r)
+		if !isJSON { // a browser: the form again, saying what went wrong
+			w.Header().Set("WWW-Authenticate", `Bearer realm="eddy"`)
+			s.dash.Login(w, http.StatusUnauthorized, "That token is not valid. Check it with `eddy token` on the device and try again.")
+			return
+		}
+		s.unauthorized(w, r)
 		return
 	}
 	val, exp := s.auth.newSession(idx)
@@ -266,7 +272,8 @@ func isOpen(path string) bool {
 	case "/healthz", "/login", "/logout":
 		return true
 	}
-	return false
+	// The dashboard's scripts and styles hold no data; the login form uses them.
+	return strings.HasPrefix(path, dashboard.AssetPrefix)
 }
 
 // requireAuth answers 401 to requests without valid credentials.
@@ -278,17 +285,15 @@ func (s *Server) requireAuth(next http.Handler) http.Handler {
 		}
 		// The path only: a wrong access_token in the query stays out of logs.
 		s.log.Info("server: unauthorized", "path", r.URL.Path, "remote", r.RemoteAddr)
-		unauthorized(w, r)
+		s.unauthorized(w, r)
 	})
 }
 
-func unauthorized(w http.ResponseWriter, r *http.Request) {
+func (s *Server) unauthorized(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("WWW-Authenticate", `Bearer realm="eddy"`)
 	if r.Method == http.MethodGet && r.URL.Path == "/" {
 		// A browser gets the login form with its 401.
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		w.WriteHeader(http.StatusUnauthorized)
-		w.Write(bytes.TrimSpace(loginPage))
+		s.dash.Login(w, http.StatusUnauthorized, "")
 		return
 	}
 	http.Error(w, "401 unauthorized: send Authorization: Bearer <token>, ?access_token=, a session cookie or a client certificate", http.StatusUnauthorized)

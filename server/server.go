@@ -16,6 +16,7 @@ import (
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
 
+	"github.com/eddy-iot/eddy/dashboard"
 	"github.com/eddy-iot/eddy/ringlog"
 	"github.com/eddy-iot/eddy/sse"
 )
@@ -62,6 +63,8 @@ type Options struct {
 	// restart logs dashboards out).
 	SessionKey []byte
 	SessionTTL time.Duration // default DefaultSessionTTL
+	// Version is reported by /api/status.
+	Version string
 	// Health, when set, is asked by /healthz beside the server's own checks;
 	// a non-nil error is reported as the reason for 503.
 	Health func(ctx context.Context) error
@@ -125,6 +128,8 @@ type Server struct {
 	auth *authenticator
 	lim  *hostLimiter
 	gate requestGate
+	dash *dashboard.Dashboard
+	stat statusState
 
 	h2 *http.Server
 	h3 *http3.Server // nil when HTTP/3 is off
@@ -151,7 +156,12 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	dash, err := dashboard.New()
+	if err != nil {
+		return nil, fmt.Errorf("server: dashboard: %w", err)
+	}
 	s := &Server{
+		dash: dash,
 		opt:  o,
 		log:  o.Logger,
 		mux:  http.NewServeMux(),
@@ -159,6 +169,7 @@ func New(opts Options) (*Server, error) {
 		lim:  newHostLimiter(o.MaxStreamsPerHost),
 		done: make(chan struct{}),
 	}
+	s.stat.init(o.Log)
 	s.routes()
 	handler := s.handler()
 	s.h2 = s.newHTTP2(handler)

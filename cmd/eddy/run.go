@@ -157,6 +157,7 @@ func run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hup <-cha
 		SessionKey:        sessionKey,
 		MaxStreamsPerHost: cfg.Server.MaxStreamsPerHost,
 		Health:            d.health(hubDone, &hubErr),
+		Version:           readBuildInfo().Version,
 		Logger:            logger.With("component", "server"),
 	})
 	if err != nil {
@@ -175,6 +176,7 @@ func run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hup <-cha
 		d.shutdown()
 		return configError{err}
 	}
+	addStatus(d.srv, hubMetrics, d.ingest)
 	notifyReady(logger)
 	watchdogDone := startWatchdog(ctx, d, logger)
 
