@@ -233,7 +233,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		s.log.Info("server: login refused", "remote", r.RemoteAddr)
 		if !isJSON { // a browser: the form again, saying what went wrong
 			w.Header().Set("WWW-Authenticate", `Bearer realm="eddy"`)
-			s.dash.Login(w, http.StatusUnauthorized, "That token is not valid. Check it with `eddy token` on the device and try again.")
+			s.dash.Login(w, http.StatusUnauthorized, "That token is not valid. Run eddy token on the device to see the right one, and try again.")
 			return
 		}
 		s.unauthorized(w, r)
