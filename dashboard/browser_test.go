@@ -527,3 +527,119 @@ func TestDashboardScreens(t *testing.T) {
 		}
 	}
 }
+
+// TestDashboardH3: with QUIC forced, the live stream runs over HTTP/3,
+// and the page says so.
+func TestDashboardH3(t *testing.T) {
+	e := startEddy(t, 0)
+	e.publish("plant/tank/level", 73, "%")
+	b := newBrowser(t, e, browserOpts{h3: true})
+	b.login(t, e)
+	waitFor(t, b, 5*time.Second, "live", `eddy.state().conn === 'live' && document.querySelectorAll('#tiles li').length === 1`)
+	e.publish("plant/tank/level", 75.5, "%")
+	took := waitFor(t, b, time.Second, "the new value over h3", `eddy.values()['plant/tank/level'] === '75.5' && document.querySelector('#tiles .num').textContent === '75.5'`)
+	t.Logf("new value on screen after %v", took)
+	if p := b.proto(); p != "h3" {
+		t.Errorf("events protocol %q, want h3", p)
+	}
+	waitFor(t, b, 8*time.Second, "h3 shown", `document.querySelector('#proto').textContent === 'h3'`)
+	if nh := eval[string](t, b, `performance.getEntriesByType('navigation')[0].nextHopProtocol`); nh != "h3" {
+		t.Errorf("page nextHopProtocol %q, want h3", nh)
+	}
+}
+
+// TestDashboardRestart: the daemon dies and comes back on the same port
+// and ring log; the page says "reconnecting", then resumes by itself
+// with Last-Event-ID, and its chart has every point once.
+func TestDashboardRestart(t *testing.T) {
+	e := startEddy(t, 0)
+	const topic = "plant/pump1/pressure"
+	v := 0.0
+	pub := func(n int) {
+		for range n {
+			v++
+			e.publish(topic, v, "bar")
+			time.Sleep(300 * time.Millisecond) // slower than the page's rate cap: every point is sent
+		}
+	}
+	v++
+	e.appendRaw(ringlog.Record{Topic: topic, Kind: ringlog.KindJSON, Value: []byte("1"), Time: time.Now().Add(-10 * time.Second)})
+	b := newBrowser(t, e, browserOpts{})
+	b.login(t, e)
+	waitFor(t, b, 5*time.Second, "live", `eddy.state().conn === 'live'`)
+	eval[bool](t, b, `document.querySelector('#tiles .name').click(), true`)
+	waitFor(t, b, 5*time.Second, "the chart", `(eddy.chart().data['`+topic+`'] || {t: []}).t.length === 1`)
+	pub(5)
+	waitFor(t, b, 3*time.Second, "live points", `eddy.chart().data['`+topic+`'].t.length === 6`)
+
+	e.kill()
+	waitFor(t, b, 10*time.Second, "reconnecting", `eddy.state().conn === 'reconnecting' && document.querySelector('#state').textContent.startsWith('reconnecting')`)
+	e.start()
+	pub(6) // some before the page is back, some after
+	waitFor(t, b, 15*time.Second, "live again", `eddy.state().conn === 'live'`)
+	pub(4)
+	waitFor(t, b, 5*time.Second, "every point", `eddy.chart().data['`+topic+`'].t.length >= 16`)
+	time.Sleep(300 * time.Millisecond)
+	type series struct{ T, V []float64 }
+	got := eval[map[string]series](t, b, `eddy.chart().data`)[topic]
+	for i := range got.V {
+		if got.V[i] != float64(i+1) {
+			t.Fatalf("chart values %v: want 1..16 once each, in order", got.V)
+		}
+	}
+	if len(got.V) != 16 {
+		t.Fatalf("chart has %d points, want 16: %v", len(got.V), got.V)
+	}
+	if n := eval[int](t, b, `performance.getEntriesByType('navigation').length`); n != 1 {
+		t.Errorf("the page was reloaded (%d navigations)", n)
+	}
+}
+
+// TestDashboardThrottled: a page on a slow CPU behind a burst gets a gap;
+// it says it is downsampled, how much it skipped, and shows the latest
+// values.
+func TestDashboardThrottled(t *testing.T) {
+	e := startEddy(t, 64) // a small per-client buffer: falling behind is quick
+	const topics = 40
+	for k := range topics {
+		e.publish(fmt.Sprintf("burst/s%02d", k), 0, "")
+	}
+	b := newBrowser(t, e, browserOpts{})
+	// No per-topic rate cap: the burst meets downsampling alone.
+	b.login(t, e)
+	b.do(t, 10*time.Second, chromedp.Navigate(e.url("/?rate=0")), chromedp.WaitVisible(chromedp.CSS("#tiles")))
+	waitFor(t, b, 5*time.Second, "tiles", fmt.Sprintf(`document.querySelectorAll('#tiles li').length === %d && eddy.state().conn === 'live'`, topics))
+	if _, err := chromedp.Call(b.ctx, emulation.SetCPUThrottlingRate, emulation.SetCPUThrottlingRateParams{Rate: 20}); err != nil {
+		t.Fatal(err)
+	}
+	// Block the page's main thread for a while as a slow phone would be,
+	// while a burst arrives.
+	go func() {
+		ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+		defer cancel()
+		chromedp.Run(ctx, chromedp.Evaluate[bool](`(() => { const end = Date.now() + 3000; while (Date.now() < end) {} return true })()`))
+	}()
+	// 16 MB: more than the socket buffers and HTTP/2 windows between
+	// the server and the blocked page hold.
+	pad := strings.Repeat("x", 2000)
+	for i := range 200 {
+		for k := range topics {
+			e.appendRaw(ringlog.Record{Topic: fmt.Sprintf("burst/s%02d", k), Kind: ringlog.KindText,
+				Value: fmt.Appendf(nil, "%d %s", i+1, pad), Time: time.Now()})
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	waitFor(t, b, 15*time.Second, "the downsampled notice", `document.querySelector('#state').dataset.state === 'downsampled' && /updates skipped/.test(document.querySelector('#state').textContent)`)
+	skipped := eval[int](t, b, `eddy.state().skipped`)
+	t.Logf("state: %q", eval[string](t, b, `document.querySelector('#state').textContent`))
+	if skipped <= 0 {
+		t.Errorf("skipped %d", skipped)
+	}
+	defer func() {
+		if t.Failed() {
+			t.Logf("on screen: %v", eval[[]string](t, b, `[...document.querySelectorAll('#tiles .num')].map(n => n.textContent.slice(0, 5))`))
+		}
+	}()
+	waitFor(t, b, 10*time.Second, "the latest values", `Object.values(eddy.values()).every(v => v.startsWith('200 x')) && [...document.querySelectorAll('#tiles li')].filter(li => { const r = li.getBoundingClientRect(); return r.bottom > 0 && r.top < innerHeight }).every(li => li.querySelector('.num').textContent.startsWith('200 x'))`)
+	chromedp.Call(b.ctx, emulation.SetCPUThrottlingRate, emulation.SetCPUThrottlingRateParams{Rate: 1})
+}
