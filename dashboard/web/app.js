@@ -20,7 +20,6 @@
   let lastSeq = 0;            // highest seq applied: the resume point
   let skipped = 0, lastGap = 0;
   let connState = 'connecting';
-  let es = null;
   let filterFn = () => true;
   let favs = new Set(loadFavs());
   const tilesEl = $('#tiles');
@@ -35,9 +34,13 @@
 
   // ---- values ----------------------------------------------------------
   function fmtNum(v) {
-    if (Number.isInteger(v)) return String(v);
     const a = Math.abs(v);
-    if (a >= 1e6 || (a > 0 && a < 1e-3)) return v.toExponential(3);
+    if (a >= 1e6) { // 312.5 M, not 3.125e+8
+      const e = Math.min(Math.floor(Math.log10(a) / 3), 4);
+      return String(Number((v / 10 ** (3 * e)).toPrecision(4))) + ' ' + ' kMGT'[e];
+    }
+    if (Number.isInteger(v)) return String(v);
+    if (a > 0 && a < 1e-3) return v.toExponential(2);
     return String(Number(v.toPrecision(a >= 1000 ? 6 : 4)));
   }
   // describe turns a reading into what a tile shows and what it plots.
@@ -47,7 +50,10 @@
       return { text: 'binary, ' + n + ' B', num: NaN, isText: true, title: r.value_b64.slice(0, 64) };
     }
     const v = r.value;
-    if (typeof v === 'number') return { text: fmtNum(v), num: v, isText: false };
+    if (typeof v === 'number') {
+      if (r.unit === 'bytes' || r.unit === 'B') return { text: fmtBytes(v), num: v, isText: false, noUnit: true };
+      return { text: fmtNum(v), num: v, isText: false };
+    }
     if (typeof v === 'boolean') return { text: v ? 'true' : 'false', num: v ? 1 : 0, isText: true };
     if (typeof v === 'string') return { text: v.length > 80 ? v.slice(0, 80) + '…' : v, num: NaN, isText: true, title: v.slice(0, 500) };
     const s = JSON.stringify(v);
@@ -109,7 +115,12 @@
       num: li.querySelector('.num'), unit: li.querySelector('.unit'), age: li.querySelector('.age'),
       spark: li.querySelector('.spark'),
     };
-    s.el.name.textContent = s.topic;
+    // Break long topics after each '/', never inside a level.
+    const parts = s.topic.split('/');
+    parts.forEach((p, i) => {
+      s.el.name.append(i < parts.length - 1 ? p + '/' : p);
+      if (i < parts.length - 1) s.el.name.append(document.createElement('wbr'));
+    });
     s.el.name.title = 'Chart ' + s.topic;
     s.el.name.setAttribute('aria-label', 'Chart ' + s.topic);
     s.el.name.addEventListener('click', () => chartToggle(s.topic, true));
@@ -189,7 +200,9 @@
   }
 
   // ---- applying readings -----------------------------------------------
+  let applied = 0;
   function apply(r) {
+    applied++;
     if (r.seq > lastSeq) lastSeq = r.seq;
     const s = getSeries(r.topic);
     if (r.seq <= s.seq) return; // a replay of what this tile already shows
@@ -208,7 +221,13 @@
   function schedule() {
     if (!frameQueued) { frameQueued = true; requestAnimationFrame(frame); }
   }
+  let frameMs = 0, frames = 0, streamMs = 0;
   function frame() {
+    const t0 = performance.now();
+    frameInner();
+    frameMs += performance.now() - t0; frames++;
+  }
+  function frameInner() {
     frameQueued = false;
     const q = queue; queue = [];
     for (let i = 0; i < q.length; i++) {
@@ -229,7 +248,8 @@
     const d = s.d;
     if (!d) return;
     if (s.el.num.textContent !== d.text) s.el.num.textContent = d.text;
-    if (s.el.unit.textContent !== s.unit) s.el.unit.textContent = s.unit;
+    const unit = d.noUnit ? '' : s.unit;
+    if (s.el.unit.textContent !== unit) s.el.unit.textContent = unit;
     if (d.isText !== s.el.val.classList.contains('text')) s.el.val.classList.toggle('text', d.isText);
     const title = d.title || '';
     if (s.el.val.title !== title) s.el.val.title = title;
@@ -314,43 +334,83 @@
   function eventsURL() {
     let u = '/events?mode=downsample';
     if (RATE > 0) u += '&rate=' + RATE;
-    if (lastSeq > 0) u += '&lastEventID=' + lastSeq;
     return u;
   }
-  let retryTimer = 0;
+  // The stream is read with fetch, not EventSource: EventSource
+  // dispatches one DOM event per record, and at 800 records/s on a slow
+  // CPU that alone made long tasks (BENCHMARKS.md). Reading the body in
+  // chunks costs one task per chunk. The protocol is the same: the
+  // server's retry hint is honoured, and a reconnect resumes with
+  // Last-Event-ID, so nothing is missed or shown twice.
+  let retryMs = 2000, lastId = 0, retryTimer = 0, stallTimer = 0, ctrl = null;
+  const STALL_MS = 45000; // no byte, not even a heartbeat: the link is dead
   function connect() {
-    if (es) es.close();
-    // EventSource retries by itself and resumes with Last-Event-ID; the
-    // URL's lastEventID only matters for the first request.
-    es = new EventSource(eventsURL());
-    es.addEventListener('open', () => { setState('live'); detectProto(); });
-    es.addEventListener('reading', (e) => { queue.push(e.data); schedule(); });
-    es.addEventListener('gap', (e) => {
-      try { skipped += JSON.parse(e.data).dropped || 0; } catch (x) { /* ignore */ }
-      lastGap = Date.now(); renderState();
-    });
-    es.addEventListener('error', () => {
-      if (es.readyState === EventSource.CONNECTING) { setState('reconnecting'); return; }
-      // Closed for good (401, 503, a network error on the first request):
-      // a lapsed session goes back to the login form; else retry.
-      setState('reconnecting');
-      clearTimeout(retryTimer);
-      retryTimer = setTimeout(async () => {
-        if (await sessionLapsed()) return;
-        connect();
-      }, 2000 + Math.random() * 1000);
-    });
+    clearTimeout(retryTimer);
+    if (ctrl) ctrl.abort();
+    const c = new AbortController();
+    ctrl = c;
+    stream(c).catch(() => {}).then(() => { if (ctrl === c && (!c.signal.aborted || c.stalled)) reconnect(); });
   }
-  async function sessionLapsed() {
-    try {
-      const r = await fetch('/api/status', { cache: 'no-store' });
-      if (r.status === 401) { location.reload(); return true; }
-    } catch (e) { /* the device is away; keep trying */ }
-    return false;
+  function reconnect() {
+    clearTimeout(stallTimer);
+    setState('reconnecting');
+    clearTimeout(retryTimer);
+    retryTimer = setTimeout(connect, retryMs * (0.5 + Math.random()));
+  }
+  function stall(c) {
+    clearTimeout(stallTimer);
+    stallTimer = setTimeout(() => { c.stalled = true; c.abort(); }, STALL_MS);
+  }
+  async function stream(c) {
+    const headers = { Accept: 'text/event-stream' };
+    const from = Math.max(lastId, lastSeq);
+    if (from > 0) headers['Last-Event-ID'] = String(from);
+    stall(c);
+    const resp = await fetch(eventsURL(), { headers, cache: 'no-store', signal: c.signal });
+    if (resp.status === 401) { location.reload(); c.abort(); return; } // the session lapsed: the login form
+    if (!resp.ok || !resp.body) return;
+    setState('live'); detectProto(); pollStatus();
+    const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buf = '';
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      stall(c);
+      const t0 = performance.now();
+      buf += value;
+      let from = 0, end;
+      while ((end = buf.indexOf('\n\n', from)) >= 0) {
+        dispatch(buf.slice(from, end));
+        from = end + 2;
+      }
+      if (from) buf = buf.slice(from);
+      if (queue.length) schedule();
+      streamMs += performance.now() - t0;
+    }
+  }
+  // dispatch handles one event block (text/event-stream, LF line ends).
+  function dispatch(block) {
+    let ev = 'message', data = '';
+    for (const line of block.split('\n')) {
+      const colon = line.indexOf(':');
+      if (colon === 0) continue; // a comment: the heartbeat
+      const field = colon < 0 ? line : line.slice(0, colon);
+      let val = colon < 0 ? '' : line.slice(colon + 1);
+      if (val.charCodeAt(0) === 32) val = val.slice(1);
+      if (field === 'data') data = data ? data + '\n' + val : val;
+      else if (field === 'event') ev = val;
+      else if (field === 'id') { const n = Number(val); if (n > lastId) lastId = n; }
+      else if (field === 'retry') { const n = Number(val); if (n > 0) retryMs = n; }
+    }
+    if (ev === 'reading') queue.push(data);
+    else if (ev === 'gap') {
+      try { skipped += JSON.parse(data).dropped || 0; } catch (x) { /* ignore */ }
+      lastGap = Date.now(); renderState();
+    }
   }
   function detectProto() {
-    // EventSource's own entry appears only when its stream ends; requests
-    // to the same origin share its connection, so the newest one tells.
+    // The stream's own entry appears only when it ends; requests to the
+    // same origin share its connection, so the newest one tells.
     const ents = performance.getEntriesByType('resource').filter((e) => e.name.startsWith(location.origin) && e.nextHopProtocol);
     const nav = performance.getEntriesByType('navigation')[0];
     const p = ents.length ? ents[ents.length - 1].nextHopProtocol : (nav && nav.nextHopProtocol) || '';
@@ -610,7 +670,7 @@
 
   // Read-only view for tests and curious technicians (devtools).
   window.eddy = {
-    state: () => ({ conn: connState, paused, skipped, lastSeq, proto: $('#proto').textContent, rate: RATE }),
+    state: () => ({ conn: connState, paused, skipped, lastSeq, applied, frameMs, frames, streamMs, proto: $('#proto').textContent, rate: RATE }),
     values: () => Object.fromEntries([...series.values()].map((s) => [s.topic, s.d ? s.d.text : null])),
     seqs: () => Object.fromEntries([...series.values()].map((s) => [s.topic, s.seq])),
     chart: () => ({ topics: chart.topics.slice(), url: chart.url, data: Object.fromEntries([...chart.data].map(([k, d]) => [k, { t: d.t.slice(), v: d.v.slice() }])) }),
