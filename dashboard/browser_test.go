@@ -503,6 +503,22 @@ func TestDashboardScreens(t *testing.T) {
 	}
 	e.appendRaw(ringlog.Record{Topic: "plant/pump1/state", Kind: ringlog.KindText, Value: []byte("running"), Time: now})
 	e.appendRaw(ringlog.Record{Topic: "plant/valve/open", Kind: ringlog.KindJSON, Value: []byte("false"), Time: now.Add(-10 * time.Minute)})
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { // live values, so the tiles look as they do in the field
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(500 * time.Millisecond):
+			}
+			for k, tp := range topics {
+				e.publish(tp.name, tp.v*(1+0.05*float64((i*(k+3))%11-5)/5), tp.unit)
+			}
+		}
+	}()
+	defer func() { close(stop); <-done }()
 	for _, sz := range [][2]int{{390, 844}, {1366, 768}} {
 		for _, dark := range []bool{false, true} {
 			name := fmt.Sprintf("%dx%d-", sz[0], sz[1]) + map[bool]string{false: "light", true: "dark"}[dark]

@@ -115,12 +115,15 @@
       num: li.querySelector('.num'), unit: li.querySelector('.unit'), age: li.querySelector('.age'),
       spark: li.querySelector('.spark'),
     };
-    // Break long topics after each '/', never inside a level.
-    const parts = s.topic.split('/');
-    parts.forEach((p, i) => {
-      s.el.name.append(i < parts.length - 1 ? p + '/' : p);
-      if (i < parts.length - 1) s.el.name.append(document.createElement('wbr'));
-    });
+    // The last level, which tells tiles apart, first and large; the path
+    // above it below, small. (The DOM keeps the topic's order, so the
+    // button's text is the topic.)
+    const cut = s.topic.lastIndexOf('/') + 1;
+    const path = document.createElement('span'), slash = document.createElement('span'), leaf = document.createElement('span');
+    path.className = 'path'; slash.hidden = true; leaf.className = 'leaf';
+    path.textContent = s.topic.slice(0, Math.max(cut - 1, 0)); slash.textContent = cut ? '/' : '';
+    leaf.textContent = s.topic.slice(cut);
+    s.el.name.append(path, slash, leaf);
     s.el.name.title = 'Chart ' + s.topic;
     s.el.name.setAttribute('aria-label', 'Chart ' + s.topic);
     s.el.name.addEventListener('click', () => chartToggle(s.topic, true));
