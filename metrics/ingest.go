@@ -33,6 +33,10 @@ var mqttCounters = map[string]struct {
 	"bad_topic_total":        {"Messages refused: topic not valid UTF-8.", func(s ingest.MQTTStats) uint64 { return s.BadTopic }},
 	"topics_refused_total":   {"Records refused: a new topic beyond max_topics.", func(s ingest.MQTTStats) uint64 { return s.TopicsRefused }},
 	"append_errors_total":    {"Records the ring log refused.", func(s ingest.MQTTStats) uint64 { return s.AppendErrors }},
+	"stored_bytes_total":     {"Bytes of topic and value appended to the ring log.", func(s ingest.MQTTStats) uint64 { return s.StoredBytes }},
+	"retained_skipped_total": {"Retained messages the broker sent again, unchanged, on resubscribing (not stored twice).", func(s ingest.MQTTStats) uint64 { return s.RetainedSkipped }},
+	"unsubscribed_total":     {"Messages dropped: matching no configured topic (a stale session subscription).", func(s ingest.MQTTStats) uint64 { return s.Unsubscribed }},
+	"early_syncs_total":      {"Ring log commits forced by ack_batch or ack_delay.", func(s ingest.MQTTStats) uint64 { return s.EarlySyncs }},
 }
 
 var sensorCounters = map[string]struct {
@@ -61,6 +65,7 @@ func RegisterIngest(reg prometheus.Registerer, src IngestSource) {
 		c.sens[name] = prometheus.NewDesc(ns+"_sensor_"+name, m.help, []string{"sensor", "kind"}, nil)
 	}
 	c.sens["up"] = prometheus.NewDesc(ns+"_sensor_up", "1 when the sensor's last read succeeded.", []string{"sensor", "kind"}, nil)
+	c.sens["duration"] = prometheus.NewDesc(ns+"_sensor_read_duration_seconds", "How long the sensor's last read took.", []string{"sensor", "kind"}, nil)
 	reg.MustRegister(c)
 }
 
@@ -90,6 +95,7 @@ func (c *ingestCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.sens[name], prometheus.CounterValue, float64(m.get(h)), l...)
 		}
 		ch <- prometheus.MustNewConstMetric(c.sens["up"], prometheus.GaugeValue, b2f(h.Up), l...)
+		ch <- prometheus.MustNewConstMetric(c.sens["duration"], prometheus.GaugeValue, h.LastDuration.Seconds(), l...)
 	}
 }
 

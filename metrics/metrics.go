@@ -67,11 +67,15 @@ var logMetrics = []snapMetric[ringlog.Stats]{
 	{"disk_full_total", "Commits that failed for want of space.", prometheus.CounterValue, func(s ringlog.Stats) float64 { return float64(s.DiskFull) }},
 	{"trimmed_total", "Records deleted by the size or age bound.", prometheus.CounterValue, func(s ringlog.Stats) float64 { return float64(s.Trimmed) }},
 	{"lost_total", "Records given up while the disk failed.", prometheus.CounterValue, func(s ringlog.Stats) float64 { return float64(s.Lost) }},
+	{"reserve_waits_total", "Times an append waited for the writer to reserve ids.", prometheus.CounterValue, func(s ringlog.Stats) float64 { return float64(s.ReserveWaits) }},
+	{"no_ids_total", "Appends refused: no durable id reservation while commits kept failing.", prometheus.CounterValue, func(s ringlog.Stats) float64 { return float64(s.NoIDs) }},
+	{"corrupt_records_total", "Undecodable records skipped when the log was opened.", prometheus.CounterValue, func(s ringlog.Stats) float64 { return float64(s.CorruptRecords) }},
+	{"corrupt_moved_aside_total", "Unreadable ring.db files moved aside at open (a fresh log was started).", prometheus.CounterValue, func(s ringlog.Stats) float64 { return float64(s.CorruptMovedAside) }},
 	{"records", "Records stored.", prometheus.GaugeValue, func(s ringlog.Stats) float64 { return float64(s.Records) }},
 	{"bytes", "Bytes the stored records account for.", prometheus.GaugeValue, func(s ringlog.Stats) float64 { return float64(s.Bytes) }},
 	{"file_bytes", "Size of ring.db.", prometheus.GaugeValue, func(s ringlog.Stats) float64 { return float64(s.FileBytes) }},
 	{"pending_records", "Records appended but not yet durable.", prometheus.GaugeValue, func(s ringlog.Stats) float64 { return float64(s.Pending) }},
-	{"last_seq", "Highest event id issued.", prometheus.GaugeValue, func(s ringlog.Stats) float64 { return float64(s.LastSeq) }},
+	{"last_seq", "Highest event id appended.", prometheus.GaugeValue, func(s ringlog.Stats) float64 { return float64(s.LastSeq) }},
 	{"oldest_seq", "Oldest event id stored.", prometheus.GaugeValue, func(s ringlog.Stats) float64 { return float64(s.OldestSeq) }},
 	{"oldest_age_seconds", "Age of the oldest record stored.", prometheus.GaugeValue, func(s ringlog.Stats) float64 {
 		if s.OldestTime.IsZero() {

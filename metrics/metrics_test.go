@@ -71,6 +71,13 @@ eddy_stream_clients_by_kind{mode="rate",proto="h3"} 0
 	if n, err := testutil.GatherAndCount(reg, "eddy_ringlog_commit_seconds"); err != nil || n != 1 {
 		t.Errorf("commit histogram: %d series, %v", n, err)
 	}
+	// What the log counts for alerting reaches /metrics too.
+	for _, name := range []string{"eddy_ringlog_corrupt_moved_aside_total", "eddy_ringlog_corrupt_records_total",
+		"eddy_ringlog_reserve_waits_total", "eddy_ringlog_no_ids_total"} {
+		if n, err := testutil.GatherAndCount(reg, name); err != nil || n != 1 {
+			t.Errorf("%s: %d series, %v", name, n, err)
+		}
+	}
 	if n, err := testutil.GatherAndCount(reg, "go_goroutines"); err != nil || n != 1 {
 		t.Errorf("Go runtime metrics missing: %d, %v", n, err)
 	}
@@ -82,8 +89,9 @@ eddy_stream_clients_by_kind{mode="rate",proto="h3"} 0
 func TestIngestMetrics(t *testing.T) {
 	reg := Registry()
 	RegisterIngest(reg, func() ([]ingest.MQTTStats, []ingest.SensorHealth) {
-		return []ingest.MQTTStats{{Broker: "tcp://b:1883", ClientID: "c", Connected: true, Oversized: 4, ConnectionsLost: 1}},
-			[]ingest.SensorHealth{{Name: "env", Kind: "bme280", Up: false, Errors: 7}}
+		return []ingest.MQTTStats{{Broker: "tcp://b:1883", ClientID: "c", Connected: true, Oversized: 4, ConnectionsLost: 1,
+				StoredBytes: 100, RetainedSkipped: 2, Unsubscribed: 3, EarlySyncs: 5}},
+			[]ingest.SensorHealth{{Name: "env", Kind: "bme280", Up: false, Errors: 7, LastDuration: 1500 * time.Millisecond}}
 	})
 	want := `
 # HELP eddy_mqtt_connected 1 while connected to the broker.
@@ -98,9 +106,26 @@ eddy_sensor_up{kind="bme280",sensor="env"} 0
 # HELP eddy_sensor_errors_total Sensor reads that failed.
 # TYPE eddy_sensor_errors_total counter
 eddy_sensor_errors_total{kind="bme280",sensor="env"} 7
+# HELP eddy_sensor_read_duration_seconds How long the sensor's last read took.
+# TYPE eddy_sensor_read_duration_seconds gauge
+eddy_sensor_read_duration_seconds{kind="bme280",sensor="env"} 1.5
+# HELP eddy_mqtt_stored_bytes_total Bytes of topic and value appended to the ring log.
+# TYPE eddy_mqtt_stored_bytes_total counter
+eddy_mqtt_stored_bytes_total{broker="tcp://b:1883",client_id="c"} 100
+# HELP eddy_mqtt_retained_skipped_total Retained messages the broker sent again, unchanged, on resubscribing (not stored twice).
+# TYPE eddy_mqtt_retained_skipped_total counter
+eddy_mqtt_retained_skipped_total{broker="tcp://b:1883",client_id="c"} 2
+# HELP eddy_mqtt_unsubscribed_total Messages dropped: matching no configured topic (a stale session subscription).
+# TYPE eddy_mqtt_unsubscribed_total counter
+eddy_mqtt_unsubscribed_total{broker="tcp://b:1883",client_id="c"} 3
+# HELP eddy_mqtt_early_syncs_total Ring log commits forced by ack_batch or ack_delay.
+# TYPE eddy_mqtt_early_syncs_total counter
+eddy_mqtt_early_syncs_total{broker="tcp://b:1883",client_id="c"} 5
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
-		"eddy_mqtt_connected", "eddy_mqtt_oversized_total", "eddy_sensor_up", "eddy_sensor_errors_total"); err != nil {
+		"eddy_mqtt_connected", "eddy_mqtt_oversized_total", "eddy_sensor_up", "eddy_sensor_errors_total",
+		"eddy_sensor_read_duration_seconds", "eddy_mqtt_stored_bytes_total", "eddy_mqtt_retained_skipped_total",
+		"eddy_mqtt_unsubscribed_total", "eddy_mqtt_early_syncs_total"); err != nil {
 		t.Error(err)
 	}
 }

@@ -79,6 +79,7 @@ func TestCrashSafety(t *testing.T) {
 	var maxIssued uint64
 	budget := time.Now().Add(3 * time.Minute)
 	var lostTotal, keptTotal int
+	epoch := ""
 	for round := 0; round < rounds && time.Now().Before(budget); round++ {
 		first, issued, durable := runCrashChild(t, dir, time.Duration(20+rand.IntN(200))*time.Millisecond)
 		if first <= maxIssued {
@@ -108,6 +109,16 @@ func TestCrashSafety(t *testing.T) {
 		last := uint64(0) // killed before anything was durable: all lost
 		if len(recs) > 0 {
 			last = recs[len(recs)-1].Seq
+		}
+		// Live fan-out starts at LastSeq: the last record that survived,
+		// not the reservation bound; new ids start above every issued one.
+		if ls := l.LastSeq(); ls < last || ls > issued || l.NextSeq() <= issued {
+			t.Fatalf("round %d: LastSeq %d NextSeq %d; last stored %d, issued %d", round, ls, l.NextSeq(), last, issued)
+		}
+		if epoch == "" {
+			epoch = l.Epoch()
+		} else if l.Epoch() != epoch {
+			t.Fatalf("round %d: a crash changed the epoch %s -> %s", round, epoch, l.Epoch())
 		}
 		lostTotal += int(issued - min(max(last, first-1), issued))
 		keptTotal += len(recs)

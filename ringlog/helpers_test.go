@@ -31,7 +31,9 @@ func mustOpen(t testing.TB, dir string, o *Options) *Log {
 	return l
 }
 
-// checkConsistent runs bbolt's own page-level check.
+// checkConsistent runs bbolt's own page-level check, and the log's own
+// invariants: the meta counters equal a recount of the records, and the
+// id sidecar is never below ring.db's reservation.
 func checkConsistent(t testing.TB, dir string) {
 	t.Helper()
 	db, err := bolt.Open(filepath.Join(dir, "ring.db"), 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
@@ -48,6 +50,27 @@ func checkConsistent(t testing.TB, dir string) {
 	})
 	if err != nil {
 		t.Errorf("consistency check: %v", err)
+	}
+	var reserved uint64
+	err = db.View(func(tx *bolt.Tx) error {
+		var n, bytes int64
+		err := tx.Bucket(bucketRecords).ForEach(func(k, v []byte) error {
+			n++
+			bytes += int64(len(v)) + recordOverhead
+			return nil
+		})
+		meta := tx.Bucket(bucketMeta)
+		if c, b := getInt(meta, keyCount), getInt(meta, keyBytes); c != n || b != bytes {
+			t.Errorf("meta counters drifted: count %d bytes %d, recount %d records of %d bytes", c, b, n, bytes)
+		}
+		reserved = uint64(getInt(meta, keyReserved))
+		return err
+	})
+	if err != nil {
+		t.Errorf("recount: %v", err)
+	}
+	if side, ok, err := readIDs(dir); err != nil || !ok || side < reserved {
+		t.Errorf("id sidecar %d (present %v, %v) below ring.db's reservation %d", side, ok, err, reserved)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -29,6 +30,11 @@ var (
 	ErrFormat = errors.New("ringlog: unsupported format version")
 	// ErrLocked is returned by Open when another process holds ring.db.
 	ErrLocked = errors.New("ringlog: ring.db is locked by another process")
+	// ErrNoIDs is returned by Append when no durable id reservation is
+	// left, which happens only after about ReserveBlock/2 appends with every
+	// commit failing: the record is refused rather than given an id that a
+	// crash could reuse.
+	ErrNoIDs = errors.New("ringlog: no durable id reservation (the disk is failing)")
 )
 
 // Options tunes a Log. The zero value of each field means its default.
@@ -100,6 +106,8 @@ var (
 	keyReserved   = []byte("reserved")
 	keyBytes      = []byte("bytes")
 	keyCount      = []byte("count")
+	keyLast       = []byte("last")  // highest seq appended, as of the last commit
+	keyEpoch      = []byte("epoch") // random id of this file's numbering
 )
 
 // recordOverhead approximates bbolt's per-element cost (leaf element header
@@ -128,28 +136,38 @@ type Log struct {
 	done    chan struct{} // closed when the writer has ended
 	once    sync.Once
 
-	mu sync.Mutex // protects everything below
-	// canAppend is signalled when the reserved range grows or the log closes.
-	canAppend  *sync.Cond
-	closed     bool
-	next       uint64 // seq the next Append assigns
-	reserved   uint64 // highest seq durably reserved
-	committed  uint64 // highest seq whose commit finished (durable, or lost below)
-	lostLo     uint64 // last range of seqs dropped from durability (disk failing)
-	lostHi     uint64
-	mem        ring   // recent records, including every uncommitted one
-	oldest     uint64 // oldest seq stored (0: none)
-	oldestTime int64  // its observation time, unix nanoseconds
-	latest     map[string]Record
-	notify     chan struct{} // closed by the next Append; nil when nobody waits
-	durable    chan struct{} // closed by the next commit; nil when nobody waits
-	writeErr   error         // last commit's error, nil after a success
-	pendBytes  int64         // encoded bytes appended but not committed
-	budget     int64         // current bound on stored bytes (shrinks on disk full)
-	makeRoom   bool          // the disk was full: trim before the next write
-	stored     int64         // bytes stored in the file (persisted counter)
-	count      int64         // records stored in the file (persisted counter)
-	stats      Stats
+	epoch string // random id of this ring.db's numbering; set by Open
+	// failWrites, when set (by tests), fails every transaction with its
+	// error, as an I/O error or a read-only filesystem would.
+	failWrites atomic.Pointer[error]
+	beat       atomic.Int64 // unix nanoseconds when the writer's loop last turned
+	floor      uint64       // ids at or below it may have been issued by an earlier ring.db
+
+	mu            sync.Mutex // protects everything below
+	stopping      bool       // Close has begun: Append refuses
+	closed        bool       // the writer has ended and the file is closed
+	last          uint64     // highest seq appended (or, in a fresh file, the floor)
+	next          uint64     // seq the next Append assigns; none at or above it was ever issued
+	reserved      uint64     // highest seq durably reserved; Append never passes it
+	committed     uint64     // highest seq whose commit finished (durable, or lost below)
+	lostLo        uint64     // last range of seqs dropped from durability (disk failing)
+	lostHi        uint64
+	mem           ring   // recent records, including every uncommitted one
+	oldest        uint64 // oldest seq stored (0: none)
+	oldestTime    int64  // its observation time, unix nanoseconds
+	latest        map[string]Record
+	notify        chan struct{} // closed by the next Append; nil when nobody waits
+	durable       chan struct{} // closed by the next commit; nil when nobody waits
+	writeErr      error         // last commit's error, nil after a success
+	pendBytes     int64         // encoded bytes appended but not committed
+	budget        int64         // current bound on stored bytes (shrinks on disk full)
+	makeRoom      bool          // the disk was full: trim before the next write
+	diskFullAt    time.Time     // when a commit last failed for want of space
+	sidecarFailed bool          // the last id sidecar write failed (logged once)
+	reservedCh    chan struct{} // closed when the reservation grows; nil when nobody waits
+	stored        int64         // bytes stored in the file (persisted counter)
+	count         int64         // records stored in the file (persisted counter)
+	stats         Stats
 }
 
 // Open opens or creates <dir>/ring.db.
@@ -171,7 +189,6 @@ func Open(dir string, opts *Options) (*Log, error) {
 		latest:  map[string]Record{},
 		budget:  int64(float64(o.MaxBytes) * budgetFraction),
 	}
-	l.canAppend = sync.NewCond(&l.mu)
 	l.mem.init(o.MemRecords, o.MemBytes)
 	if err := l.openDB(); err != nil {
 		return nil, err
@@ -193,8 +210,15 @@ func (l *Log) boltOptions() *bolt.Options {
 	}
 }
 
-// openDB opens the file, moving it aside when it is unreadable.
+// openDB opens the file, moving it aside when it is unreadable, and sets
+// the id floor so that a fresh file numbers above every id issued before.
 func (l *Log) openDB() error {
+	dir := filepath.Dir(l.path)
+	floor, haveFloor, ferr := readIDs(dir)
+	if ferr != nil {
+		l.log.Warn("ring log id sidecar unreadable; relying on ring.db", "err", ferr)
+	}
+	l.floor = floor
 	err := l.tryOpen()
 	if err == nil || errors.Is(err, ErrLocked) || errors.Is(err, ErrFormat) {
 		return err
@@ -202,13 +226,23 @@ func (l *Log) openDB() error {
 	if _, statErr := os.Stat(l.path); statErr != nil {
 		return err // nothing to move aside: the directory itself is unusable
 	}
-	aside := l.path + ".corrupt-" + time.Now().UTC().Format("20060102T150405Z")
+	aside := l.path + ".corrupt-" + l.opt.Now().UTC().Format("20060102T150405.000Z")
 	l.log.Error("ring log is corrupt or unreadable; moving it aside and starting a fresh log",
 		"path", l.path, "moved_to", aside, "err", err)
 	if rerr := os.Rename(l.path, aside); rerr != nil {
 		return fmt.Errorf("ringlog: move corrupt %s aside: %w (after %v)", l.path, rerr, err)
 	}
 	l.stats.CorruptMovedAside++
+	if n, merr := readMovedMeta(aside); merr == nil {
+		floor, haveFloor = max(floor, n), true
+	} else {
+		l.log.Warn("cannot read the ids of the moved ring.db", "path", aside, "err", merr)
+	}
+	if !haveFloor {
+		floor = clockFloor(l.opt.Now())
+		l.log.Warn("no record of the ids issued before; numbering from a clock-derived floor", "floor", floor)
+	}
+	l.floor = floor
 	return l.tryOpen()
 }
 
@@ -243,7 +277,7 @@ func (l *Log) tryOpen() (err error) {
 // load reads the meta, rebuilds the latest-per-topic map and durably
 // reserves the first id range of this run.
 func (l *Log) load(db *bolt.DB) error {
-	var last uint64
+	var lastKey uint64
 	err := db.Update(func(tx *bolt.Tx) error {
 		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
 		if err != nil {
@@ -260,7 +294,7 @@ func (l *Log) load(db *bolt.DB) error {
 		l.stored, l.count = getInt(meta, keyBytes), getInt(meta, keyCount)
 		reserved := uint64(getInt(meta, keyReserved))
 		if k, _ := recs.Cursor().Last(); k != nil {
-			last = keySeq(k)
+			lastKey = keySeq(k)
 		}
 		if k, v := recs.Cursor().First(); k != nil {
 			l.oldest = keySeq(k)
@@ -268,14 +302,38 @@ func (l *Log) load(db *bolt.DB) error {
 				l.oldestTime = int64(be64(v[2:10]))
 			}
 		}
-		l.next = max(reserved, last) + 1
+		l.last = max(uint64(getInt(meta, keyLast)), lastKey)
+		if reserved == 0 && l.last == 0 {
+			// A new file: its numbering starts above the floor, as if
+			// every id up to it had been issued and trimmed.
+			l.last = l.floor
+		}
+		l.next = max(reserved, l.last, l.floor) + 1
 		l.reserved = l.next - 1 + l.opt.ReserveBlock
 		l.committed = l.next - 1
 		l.mem.start = l.next
-		if err := meta.Put(keyFormat, []byte(strconv.Itoa(formatVersion))); err != nil {
-			return err
+		if e := meta.Get(keyEpoch); len(e) > 0 {
+			l.epoch = string(e)
+		} else {
+			l.epoch = newEpoch()
+			l.log.Info("ring log numbering starts a new epoch", "epoch", l.epoch, "first_seq", l.next)
 		}
-		return putInt(meta, keyReserved, int64(l.reserved))
+		if err := l.saveReservation(l.reserved); err != nil {
+			// Not fatal: ring.db's own reservation still covers a restart;
+			// only the loss of ring.db itself would need the sidecar.
+			l.log.Warn("ring log: cannot record the id reservation beside ring.db", "err", err)
+		}
+		for _, kv := range [][2][]byte{
+			{keyFormat, []byte(strconv.Itoa(formatVersion))},
+			{keyEpoch, []byte(l.epoch)},
+			{keyReserved, strconv.AppendUint(nil, l.reserved, 10)},
+			{keyLast, strconv.AppendUint(nil, l.last, 10)},
+		} {
+			if err := meta.Put(kv[0], kv[1]); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		if errors.Is(err, ErrFormat) {
@@ -283,7 +341,14 @@ func (l *Log) load(db *bolt.DB) error {
 		}
 		return fmt.Errorf("ringlog: load %s: %w", l.path, err)
 	}
-	return l.rebuildLatest(db, last)
+	return l.rebuildLatest(db, lastKey)
+}
+
+// saveReservation writes the id sidecar before a reservation up to
+// reserved is used. Only a sidecar that cannot be written at all stops
+// the log from opening; later failures are logged by the writer.
+func (l *Log) saveReservation(reserved uint64) error {
+	return writeIDs(filepath.Dir(l.path), reserved)
 }
 
 // rebuildLatest scans the log in chunks to find each topic's latest record.
@@ -327,7 +392,10 @@ func (l *Log) rebuildLatest(db *bolt.DB, last uint64) error {
 // Append adds r to the log and returns its seq. r.Seq is ignored; a zero
 // r.Time is set to now. The record is visible to readers when Append
 // returns. A non-nil error with a non-zero seq wraps ErrNotDurable: the
-// record is live but the disk is failing.
+// record is live but the disk is failing. Append never waits for the
+// disk: when the durable id reservation runs out (only after about
+// ReserveBlock/2 appends with every commit failing) it refuses the record
+// with ErrNoIDs.
 func (l *Log) Append(r Record) (uint64, error) {
 	if err := checkRecord(&r); err != nil {
 		return 0, err
@@ -339,16 +407,17 @@ func (l *Log) Append(r Record) (uint64, error) {
 	r.Value = enc[len(enc)-len(r.Value):]
 
 	l.mu.Lock()
-	for l.next > l.reserved && !l.closed {
-		l.stats.ReserveWaits++
-		l.signalWriter()
-		l.canAppend.Wait()
-	}
-	if l.closed {
+	if l.stopping {
 		l.mu.Unlock()
 		return 0, ErrClosed
 	}
+	if l.next > l.reserved && !l.waitReservation() {
+		l.stats.NoIDs++
+		l.mu.Unlock()
+		return 0, ErrNoIDs
+	}
 	r.Seq = l.next
+	l.last = r.Seq
 	l.next++
 	l.mem.push(entry{rec: r, enc: enc}, l.committed)
 	l.latest[r.Topic] = r
@@ -370,6 +439,31 @@ func (l *Log) Append(r Record) (uint64, error) {
 		return r.Seq, fmt.Errorf("%w: %v", ErrNotDurable, err)
 	}
 	return r.Seq, nil
+}
+
+// reserveWait bounds how long Append waits for a healthy writer to extend
+// the id reservation; it never waits while commits are failing.
+const reserveWait = time.Second
+
+// waitReservation waits, with l.mu held, until ids are reserved again. It
+// gives up at once while commits fail, and after reserveWait otherwise.
+func (l *Log) waitReservation() bool {
+	deadline := time.Now().Add(reserveWait)
+	for l.next > l.reserved && !l.stopping && l.writeErr == nil && time.Now().Before(deadline) {
+		l.stats.ReserveWaits++
+		if l.reservedCh == nil {
+			l.reservedCh = make(chan struct{})
+		}
+		ch := l.reservedCh
+		l.signalWriter()
+		l.mu.Unlock()
+		select {
+		case <-ch:
+		case <-time.After(time.Until(deadline)):
+		}
+		l.mu.Lock()
+	}
+	return l.next <= l.reserved && !l.stopping
 }
 
 func checkRecord(r *Record) error {
@@ -406,13 +500,29 @@ func (l *Log) Notify() <-chan struct{} {
 	return l.notify
 }
 
-// LastSeq is the highest seq handed out (0 when none ever was in this
-// file's life). An id above it has never been issued.
+// LastSeq is the highest seq appended to this file (0 when none ever
+// was; in a file started over an earlier one's ids, that file's floor).
+// Live fan-out starts above it. After a crash, ids between it and
+// NextSeq may have been issued and lost.
 func (l *Log) LastSeq() uint64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.next - 1
+	return l.last
 }
+
+// NextSeq is the seq the next Append assigns. Every id below it may have
+// been issued; none at or above it ever was, by this file or any earlier
+// ring.db in its directory.
+func (l *Log) NextSeq() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.next
+}
+
+// Epoch is a random id created with this ring.db: it names one numbering
+// of seqs. A new file (after a lost or corrupt one) has a new epoch, and
+// numbers above every seq of the earlier ones.
+func (l *Log) Epoch() string { return l.epoch }
 
 // Oldest is the lowest seq still stored; records below it were trimmed or
 // lost. It is LastSeq()+1 when the log is empty.
@@ -429,7 +539,7 @@ func (l *Log) oldestLocked() uint64 {
 	if l.mem.len() > 0 {
 		return l.mem.start
 	}
-	return l.next
+	return l.last + 1
 }
 
 // DurableSeq is the highest seq whose commit has finished: every record up
@@ -499,16 +609,20 @@ func (l *Log) Latest() []Record {
 	return out
 }
 
-// Close commits what is pending, stops the writer and closes the file.
-// Appends waiting for ids and WaitDurable calls return ErrClosed.
+// Close refuses further appends, commits what is pending, gives back the
+// unused id reservation (so a clean restart continues at LastSeq()+1),
+// stops the writer and closes the file. WaitDurable calls for records
+// that did not become durable return ErrClosed.
 func (l *Log) Close() error {
 	var err error
 	l.once.Do(func() {
+		l.mu.Lock()
+		l.stopping = true
+		l.mu.Unlock()
 		close(l.closing)
 		<-l.done
 		l.mu.Lock()
 		l.closed = true
-		l.canAppend.Broadcast()
 		if l.durable != nil {
 			close(l.durable)
 			l.durable = nil
@@ -522,6 +636,11 @@ func (l *Log) Close() error {
 	})
 	return err
 }
+
+// WriterBeat is when the writer goroutine's loop last turned: at least
+// every SyncInterval while it is healthy, and also while commits fail (a
+// full disk). A writer stuck in a commit (a hung disk) stops it.
+func (l *Log) WriterBeat() time.Time { return time.Unix(0, l.beat.Load()) }
 
 // Path is the ring.db file's path.
 func (l *Log) Path() string { return l.path }

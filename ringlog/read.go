@@ -213,7 +213,8 @@ type Stats struct {
 	Trimmed           uint64 // records deleted by the size or age bound
 	Lost              uint64 // records given up while the disk failed
 	DiskFull          uint64 // commits that failed for want of space
-	ReserveWaits      uint64 // appends that waited for an id reservation
+	ReserveWaits      uint64 // times an append waited for the writer to reserve ids
+	NoIDs             uint64 // appends refused with ErrNoIDs (the disk kept failing)
 	CorruptRecords    uint64 // undecodable records skipped at open
 	CorruptMovedAside uint64 // corrupt files moved aside at open
 	Records           int64  // records stored in the file
@@ -231,7 +232,7 @@ func (l *Log) Stats() Stats {
 	l.mu.Lock()
 	s := l.stats
 	s.Records, s.Bytes = l.count, l.stored
-	s.OldestSeq, s.LastSeq, s.DurableSeq = l.oldestLocked(), l.next-1, l.committed
+	s.OldestSeq, s.LastSeq, s.DurableSeq = l.oldestLocked(), l.last, l.committed
 	s.Pending = l.next - 1 - l.committed
 	if l.oldestTime != 0 {
 		s.OldestTime = time.Unix(0, l.oldestTime).UTC()

@@ -2,6 +2,7 @@ package ringlog
 
 import (
 	"errors"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -31,6 +32,7 @@ func (l *Log) writer() {
 	defer t.Stop()
 	var batch []pendingRec
 	for {
+		l.beat.Store(time.Now().UnixNano())
 		select {
 		case <-t.C:
 		case <-l.wake:
@@ -38,6 +40,7 @@ func (l *Log) writer() {
 			for more := true; more; {
 				batch, more = l.commit(batch[:0])
 			}
+			l.giveBack()
 			return
 		}
 		for more := true; more; {
@@ -83,21 +86,44 @@ func (l *Log) commit(batch []pendingRec) ([]pendingRec, bool) {
 	if len(batch) == 0 && reserve == l.reserved && !ageDue {
 		return batch, false
 	}
+	if reserve != l.reserved {
+		l.recordReservation(reserve)
+	}
 	start := time.Now()
 	var res commitResult
 	var err error
 	if makeRoom {
 		// The disk is full: a transaction that only deletes frees pages
 		// that the next one, which adds, can reuse without growing the file.
-		in, err = l.write(nil, l.reserved, budget, cutoff, in)
+		// Its result is stored at once: the add may still fail.
+		if res, err = l.write(nil, 0, l.reserved, budget, cutoff, in); err == nil {
+			l.applyWrite(res, l.reserved)
+			in, in.trimmed = res, 0
+		}
 	}
 	if err == nil {
-		res, err = l.write(batch, reserve, budget, cutoff, in)
+		res, err = l.write(batch, to, reserve, budget, cutoff, in)
 	}
 	took := time.Since(start)
 	if l.opt.OnCommit != nil {
 		l.opt.OnCommit(len(batch), took, err)
 	}
+	if err != nil {
+		// Records cannot be stored; ids must keep flowing (Append never
+		// waits), so extend the reservation alone when it runs low: a
+		// transaction that writes three small keys may still fit.
+		if reserve != l.reserved {
+			if res, rerr := l.write(nil, 0, reserve, budget, cutoff, in); rerr == nil {
+				l.applyWrite(res, reserve)
+			}
+		}
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		defer clear(batch)
+		l.commitFailed(err, from, l.next-1)
+		return batch, false
+	}
+	l.applyWrite(res, reserve)
 
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -105,10 +131,6 @@ func (l *Log) commit(batch []pendingRec) ([]pendingRec, bool) {
 	// own, and memory holds committed ones only up to MemBytes. (Pending
 	// ones stay in l.mem for the next try.)
 	defer clear(batch)
-	if err != nil {
-		l.commitFailed(err, from, l.next-1)
-		return batch, false
-	}
 	var bytes int64
 	for _, p := range batch {
 		bytes += int64(len(p.enc))
@@ -117,22 +139,99 @@ func (l *Log) commit(batch []pendingRec) ([]pendingRec, bool) {
 	if to >= from {
 		l.committed = to
 	}
-	l.reserved = reserve
 	l.writeErr = nil
-	l.stored, l.count, l.oldest, l.oldestTime = res.stored, res.count, res.oldest, res.oldestTime
 	l.stats.Commits++
-	l.stats.Trimmed += uint64(res.trimmed)
 	if l.oldest != 0 {
 		l.mem.evictBelow(min(l.oldest, l.committed+1))
 	}
 	l.mem.trim(l.committed)
 	l.mem.shrink(l.committed)
-	l.canAppend.Broadcast()
+	l.restoreBudget()
 	if l.durable != nil {
 		close(l.durable)
 		l.durable = nil
 	}
 	return batch, more
+}
+
+// applyWrite stores what a successful transaction left in the file: the
+// counters, the oldest record and the reservation.
+func (l *Log) applyWrite(res commitResult, reserve uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if reserve > l.reserved {
+		l.reserved = reserve
+		if l.reservedCh != nil {
+			close(l.reservedCh)
+			l.reservedCh = nil
+		}
+	}
+	l.stored, l.count, l.oldest, l.oldestTime = res.stored, res.count, res.oldest, res.oldestTime
+	l.stats.Trimmed += uint64(res.trimmed)
+	if l.oldest != 0 {
+		l.mem.evictBelow(min(l.oldest, l.committed+1))
+	}
+}
+
+// recordReservation writes the id sidecar before a reservation is used.
+// A failure is logged once until the next success: ring.db's own
+// reservation still covers restarts.
+func (l *Log) recordReservation(reserve uint64) {
+	err := l.saveReservation(reserve)
+	if err != nil && !l.sidecarFailed {
+		l.log.Warn("ring log: cannot record the id reservation beside ring.db", "err", err)
+	}
+	l.sidecarFailed = err != nil
+}
+
+// giveBack returns the unused id reservation when the log closes cleanly,
+// so that the next Open continues at LastSeq()+1 with no hole. It lowers
+// ring.db's reservation before the sidecar's: the sidecar must never be
+// below it.
+func (l *Log) giveBack() {
+	l.mu.Lock()
+	next, reserved, committed, werr := l.next, l.reserved, l.committed, l.writeErr
+	l.mu.Unlock()
+	if werr != nil || committed != next-1 || reserved == next-1 {
+		return // records not durable: keep every id above them reserved
+	}
+	err := l.db.Update(func(tx *bolt.Tx) error {
+		return putInt(tx.Bucket(bucketMeta), keyReserved, int64(next-1))
+	})
+	if err == nil {
+		err = l.saveReservation(next - 1)
+	}
+	if err != nil {
+		l.log.Warn("ring log: could not give back the unused ids; the next start skips them", "err", err)
+		return
+	}
+	l.mu.Lock()
+	l.reserved = next - 1
+	l.mu.Unlock()
+}
+
+// budgetProbe is how long after a full disk the log waits before it
+// checks whether space has returned.
+const budgetProbe = time.Minute
+
+// restoreBudget raises the size bound back to MaxBytes once a full disk
+// has room again, so the log does not stay at its emergency size until a
+// restart. Called with l.mu held after a successful commit.
+func (l *Log) restoreBudget() {
+	full := int64(float64(l.opt.MaxBytes) * budgetFraction)
+	if l.budget >= full || l.opt.Now().Sub(l.diskFullAt) < budgetProbe {
+		return
+	}
+	l.diskFullAt = l.opt.Now() // probe at most once a period
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(filepath.Dir(l.path), &st); err != nil {
+		return
+	}
+	free := int64(st.Bavail) * st.Bsize
+	if free > 2*(full-l.budget) {
+		l.log.Info("ring log: disk space is back; restoring the size bound", "bytes", full)
+		l.budget = full
+	}
 }
 
 // commitFailed keeps the batch pending for the next try. On a full disk it
@@ -152,6 +251,7 @@ func (l *Log) commitFailed(err error, from, to uint64) {
 		floor := int64(64 << 10)
 		l.budget = max(floor, min(l.budget, l.stored-2*l.pendBytes))
 		l.makeRoom = true
+		l.diskFullAt = l.opt.Now()
 		l.stats.DiskFull++
 	}
 	for seq := from; seq <= to && l.pendBytes > l.opt.MaxPendingBytes; seq++ {
@@ -187,7 +287,11 @@ func isDiskFull(err error) bool {
 // write runs one bbolt transaction: put the batch, trim the oldest records
 // past the size budget or the age cutoff, and persist the counters and the
 // reservation alongside.
-func (l *Log) write(batch []pendingRec, reserve uint64, budget, cutoff int64, res commitResult) (commitResult, error) {
+// last is the batch's highest seq (0 with no batch).
+func (l *Log) write(batch []pendingRec, last, reserve uint64, budget, cutoff int64, res commitResult) (commitResult, error) {
+	if f := l.failWrites.Load(); f != nil {
+		return res, *f
+	}
 	keys := make([]byte, 8*len(batch)) // bbolt holds keys until commit
 	err := l.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketRecords)
@@ -212,6 +316,9 @@ func (l *Log) write(batch []pendingRec, reserve uint64, budget, cutoff int64, re
 			if err := putInt(meta, kv.k, kv.v); err != nil {
 				return err
 			}
+		}
+		if last != 0 {
+			return putInt(meta, keyLast, int64(last))
 		}
 		return nil
 	})

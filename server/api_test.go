@@ -26,7 +26,8 @@ type reading struct {
 
 func TestSeriesLatestPerTopic(t *testing.T) {
 	e := startServer(t, nil)
-	t0 := time.Date(2026, 11, 23, 17, 0, 0, 123456789, time.UTC)
+	// Recent on any date: the log's age trim follows the real clock.
+	t0 := time.Now().UTC().Truncate(time.Second).Add(-time.Hour + 123456789)
 	appendRec(t, e.log, "sensors/pump1/pressure", ringlog.KindJSON, "2.1", "bar", t0)
 	last := appendRec(t, e.log, "sensors/pump1/pressure", ringlog.KindJSON, "2.31", "bar", t0.Add(time.Second))
 	appendRec(t, e.log, "sensors/door", ringlog.KindText, "open\n\"now\"", "", t0)
@@ -46,7 +47,7 @@ func TestSeriesLatestPerTopic(t *testing.T) {
 				{Topic: "raw/blob", ValueB64: "/wAB"},
 				{Topic: "sensors/door", Value: json.RawMessage(`"open\n\"now\""`)},
 				{Topic: "sensors/obj", Value: json.RawMessage(`{"a": [1, 2]}`)}, // as stored: ingest compacts
-				{Seq: last, Topic: "sensors/pump1/pressure", Value: json.RawMessage("2.31"), Unit: "bar", TS: "2026-11-23T17:00:01.123Z"},
+				{Seq: last, Topic: "sensors/pump1/pressure", Value: json.RawMessage("2.31"), Unit: "bar", TS: t0.Add(time.Second).Format("2006-01-02T15:04:05.000Z")},
 			}
 			if len(got) != len(want) {
 				t.Fatalf("got %d series, want %d: %s", len(got), len(want), body)
@@ -64,7 +65,8 @@ func TestSeriesLatestPerTopic(t *testing.T) {
 
 func TestHistory(t *testing.T) {
 	e := startServer(t, nil)
-	t0 := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)
+	t0 := time.Now().UTC().Truncate(time.Hour).Add(-48 * time.Hour)
+	at := func(d time.Duration) string { return t0.Add(d).Format(time.RFC3339) }
 	for i := range 30 {
 		tp := "a/x"
 		if i%3 == 0 {
@@ -82,9 +84,9 @@ func TestHistory(t *testing.T) {
 		{query: "topic=b/%2B", n: 10, first: 1},
 		{query: "topic=a/%23&topic=b/y", n: 30, first: 1},
 		{query: "from_seq=25", n: 6, first: 25},
-		{query: "since=2026-11-23T20:00:00Z", n: 10, first: 21},
+		{query: "since=" + at(20*time.Hour), n: 10, first: 21},
 		{query: "limit=4&from_seq=3", n: 4, first: 3},
-		{query: "topic=a/x&since=2026-11-23T10:30:00Z&limit=5", n: 5, first: 12},
+		{query: "topic=a/x&since=" + at(10*time.Hour+30*time.Minute) + "&limit=5", n: 5, first: 12},
 		{query: "topic=nothing", n: 0},
 	} {
 		for _, nd := range []bool{false, true} {

@@ -23,10 +23,6 @@ var statusBuiltin = map[string]bool{
 	"epoch": true, "ingest": true, "log": true,
 }
 
-// epocher is the ring log's optional numbering identity (one random id per
-// ring.db); /api/status reports it when the log has it.
-type epocher interface{ Epoch() string }
-
 // statusState is what /api/status remembers between calls.
 type statusState struct {
 	started time.Time
@@ -113,9 +109,7 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 		lg.Error = err.Error()
 	}
 	out["log"] = lg
-	if e, ok := any(s.opt.Log).(epocher); ok {
-		out["epoch"] = e.Epoch()
-	}
+	out["epoch"] = s.opt.Log.Epoch() // one ring.db's numbering: seqs compare within an epoch
 	s.stat.mu.Lock()
 	names := make([]string, 0, len(s.stat.sections))
 	fns := make([]StatusFunc, 0, len(s.stat.sections))

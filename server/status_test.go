@@ -33,6 +33,7 @@ func TestStatus(t *testing.T) {
 			var st struct {
 				Hostname string  `json:"hostname"`
 				Version  string  `json:"version"`
+				Epoch    string  `json:"epoch"`
 				Uptime   float64 `json:"uptime_seconds"`
 				Ingest   struct {
 					Appended uint64 `json:"appended"`
@@ -51,7 +52,7 @@ func TestStatus(t *testing.T) {
 			if err := json.Unmarshal([]byte(body), &st); err != nil {
 				t.Fatal(err, body)
 			}
-			if st.Hostname == "" || st.Version != "1.2.3-test" || st.Ingest.Appended != 5 || st.Log.Records != 5 ||
+			if st.Hostname == "" || st.Version != "1.2.3-test" || st.Epoch == "" || st.Epoch != e.log.Epoch() || st.Ingest.Appended != 5 || st.Log.Records != 5 ||
 				st.Log.LastSeq != e.log.LastSeq() || st.Log.OldestTime == nil || !st.Log.OldestTime.Equal(now.Truncate(0).UTC()) ||
 				len(st.MQTT) != 1 || !st.MQTT[0].Connected || st.Gone != nil {
 				t.Fatalf("status: %+v\n%s", st, body)

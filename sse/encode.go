@@ -251,6 +251,10 @@ func appendGap(dst []byte, g gap) []byte {
 	dst = strconv.AppendUint(dst, g.from, 10)
 	dst = append(dst, `,"to_seq":`...)
 	dst = strconv.AppendUint(dst, g.to, 10)
+	if g.unknownID != 0 {
+		dst = append(dst, `,"unknown_id":`...)
+		dst = strconv.AppendUint(dst, g.unknownID, 10)
+	}
 	return append(dst, "}\n\n"...)
 }
 
@@ -270,8 +274,9 @@ const heartbeat = ": heartbeat\n\n"
 
 // gap describes records a stream skips. The zero gap is "none".
 type gap struct {
-	dropped  uint64
-	from, to uint64
+	dropped   uint64
+	from, to  uint64
+	unknownID uint64 // a Last-Event-ID the log never issued (resetUnknown)
 }
 
 // add widens g to include n dropped records between from and to.

@@ -41,7 +41,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "sse: /events takes GET", http.StatusMethodNotAllowed)
 		return
 	}
-	p, err := parseParams(r, h.log.LastSeq())
+	p, err := parseParams(r, h.log.NextSeq())
 	if err != nil {
 		h.m.Rejected.Add(1)
 		http.Error(w, err.Error(), http.StatusBadRequest)
@@ -121,6 +121,11 @@ func (s *stream) run(ctx context.Context) error {
 	s.buf = appendRetry(s.buf[:0], s.h.opt.Retry, "eddy events")
 	if err := s.flushBuf(time.Now()); err != nil {
 		return err
+	}
+	if s.c.p.unknownID != 0 {
+		if err := s.resetUnknown(); err != nil {
+			return err
+		}
 	}
 	if s.c.p.resume {
 		if err := s.catchUp(ctx); err != nil {
@@ -369,6 +374,24 @@ func (s *stream) catchUp(ctx context.Context) error {
 		}
 		s.c.advance(end)
 	}
+	return nil
+}
+
+// resetUnknown answers a Last-Event-ID the log never issued like a lost
+// one: a gap that names it and covers the ids before the oldest record,
+// then the stream goes on from that record.
+func (s *stream) resetUnknown() error {
+	oldest := s.h.log.Oldest()
+	g := gap{unknownID: s.c.p.unknownID}
+	if oldest > 1 {
+		g.add(oldest-1, 1, oldest-1)
+	}
+	s.h.m.Gaps.Add(1)
+	s.buf = appendGap(s.buf[:0], g)
+	if err := s.flushBuf(time.Now()); err != nil {
+		return err
+	}
+	s.c.advance(oldest - 1)
 	return nil
 }
 

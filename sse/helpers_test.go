@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -35,7 +37,12 @@ type env struct {
 
 func openLog(t testing.TB, opt *ringlog.Options) *ringlog.Log {
 	t.Helper()
-	l, err := ringlog.Open(t.TempDir(), opt)
+	return openLogDir(t, t.TempDir(), opt)
+}
+
+func openLogDir(t testing.TB, dir string, opt *ringlog.Options) *ringlog.Log {
+	t.Helper()
+	l, err := ringlog.Open(dir, opt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +59,13 @@ func openLog(t testing.TB, opt *ringlog.Options) *ringlog.Log {
 // own) and closes the log last.
 func newEnv(t *testing.T, serve serveFunc, lopt *ringlog.Options, hopt Options) *env {
 	t.Helper()
-	e := &env{log: openLog(t, lopt), m: &Metrics{}}
+	return newEnvDir(t, serve, t.TempDir(), lopt, hopt)
+}
+
+// newEnvDir is newEnv over the log in dir, which may hold an earlier run's.
+func newEnvDir(t *testing.T, serve serveFunc, dir string, lopt *ringlog.Options, hopt Options) *env {
+	t.Helper()
+	e := &env{log: openLogDir(t, dir, lopt), m: &Metrics{}}
 	hopt.Metrics = e.m
 	e.hub = NewHub(e.log, hopt)
 	e.newClient, e.url = serve(t, e.hub)
@@ -169,6 +182,8 @@ type gapData struct {
 	Dropped uint64 `json:"dropped"`
 	FromSeq uint64 `json:"from_seq"`
 	ToSeq   uint64 `json:"to_seq"`
+	// UnknownID is the Last-Event-ID the log never issued, if that is why.
+	UnknownID uint64 `json:"unknown_id"`
 }
 
 // item is one parsed event: a reading or a gap.
@@ -199,7 +214,7 @@ func nextItem(sr *streamReader) (item, error) {
 		if err := json.Unmarshal([]byte(ev.data), &g); err != nil {
 			return item{}, fmt.Errorf("gap data %q: %w", ev.data, err)
 		}
-		if ev.hasID || g.Dropped == 0 || g.FromSeq > g.ToSeq {
+		if ev.hasID || g.Dropped == 0 && g.UnknownID == 0 || g.FromSeq > g.ToSeq {
 			return item{}, fmt.Errorf("bad gap %+v (id set: %v)", g, ev.hasID)
 		}
 		return item{gap: &g}, nil
@@ -277,4 +292,25 @@ func mustSet(filters ...string) topic.Set {
 		panic(err)
 	}
 	return s
+}
+
+// copyDir copies the files of dir into a new directory, as a crash would
+// leave them if dir's log is open and synced.
+func copyDir(t *testing.T, dir string) string {
+	t.Helper()
+	to := t.TempDir()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(to, e.Name()), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return to
 }

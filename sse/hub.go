@@ -102,6 +102,7 @@ type Hub struct {
 	lg      *slog.Logger
 	m       *Metrics
 	running atomic.Bool
+	beat    atomic.Int64  // unix nanoseconds when Run's loop last turned
 	closing chan struct{} // closed when shutdown begins; every stream watches it
 
 	mu        sync.Mutex // protects everything below
@@ -149,7 +150,10 @@ func (h *Hub) Run(ctx context.Context) error {
 	linger := time.NewTimer(time.Hour)
 	linger.Stop()
 	defer linger.Stop()
+	tick := time.NewTicker(beatInterval)
+	defer tick.Stop()
 	for {
+		h.beat.Store(time.Now().UnixNano())
 		notify := h.log.Notify()
 		var err error
 		recs, err = h.log.ReadAfter(recs[:0], after, fanoutBatch)
@@ -160,6 +164,8 @@ func (h *Hub) Run(ctx context.Context) error {
 			select {
 			case <-notify:
 				continue
+			case <-tick.C:
+				continue // beat while the log is quiet
 			case <-ctx.Done():
 				return nil
 			}
@@ -190,6 +196,13 @@ func (h *Hub) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// beatInterval is how often Run's loop turns while the log is quiet.
+const beatInterval = time.Second
+
+// Beat is when Run's loop last turned: at least every second while it
+// runs; it stops when Run returns or hangs.
+func (h *Hub) Beat() time.Time { return time.Unix(0, h.beat.Load()) }
 
 // encoder turns a batch of records into events whose frames share
 // freshly allocated chunks of at most frameChunk bytes (frames are

@@ -33,11 +33,15 @@ type params struct {
 	interval time.Duration // minimum time between events of one topic; 0: no rate cap
 	resume   bool          // a Last-Event-ID was given
 	lastID   uint64
+	// unknownID is a Last-Event-ID this log never issued (at or above
+	// NextSeq: another device's, or garbage). The stream then starts at
+	// the oldest record after a gap that names it; lastID is 0.
+	unknownID uint64
 }
 
-// parseParams reads the query and headers of an /events request. lastSeq
-// is the log's LastSeq, above which no id was ever issued.
-func parseParams(r *http.Request, lastSeq uint64) (params, error) {
+// parseParams reads the query and headers of an /events request. nextSeq
+// is the log's NextSeq: no id at or above it was ever issued.
+func parseParams(r *http.Request, nextSeq uint64) (params, error) {
 	q := r.URL.Query()
 	var p params
 	var err error
@@ -61,8 +65,11 @@ func parseParams(r *http.Request, lastSeq uint64) (params, error) {
 	}
 	if id != "" {
 		p.resume = true
-		if p.lastID, err = parseLastEventID(id, lastSeq); err != nil {
+		if p.lastID, err = parseLastEventID(id); err != nil {
 			return p, err
+		}
+		if p.lastID >= nextSeq {
+			p.unknownID, p.lastID = p.lastID, 0
 		}
 	}
 	return p, nil
@@ -118,18 +125,16 @@ func parseRate(s string) (time.Duration, error) {
 	return time.Duration(float64(time.Second) / hz), nil
 }
 
-// parseLastEventID parses a resume id: a decimal uint64 no greater than
-// lastSeq.
-func parseLastEventID(s string, lastSeq uint64) (uint64, error) {
+// parseLastEventID parses a resume id: a decimal uint64. An id the log
+// does not know is not an error (see params.unknownID): a collector must
+// not stop because a device lost its ring.db.
+func parseLastEventID(s string) (uint64, error) {
 	if s == "" || strings.TrimLeft(s, "0123456789") != "" {
 		return 0, fmt.Errorf("%w: last event id %.24q is not a decimal event id", ErrBadRequest, s)
 	}
 	id, err := strconv.ParseUint(s, 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("%w: last event id %q is not a decimal event id", ErrBadRequest, s)
-	}
-	if id > lastSeq {
-		return 0, fmt.Errorf("%w: last event id %d is newer than anything issued (last is %d)", ErrBadRequest, id, lastSeq)
+		return 0, fmt.Errorf("%w: last event id %.24q is not a decimal event id", ErrBadRequest, s)
 	}
 	return id, nil
 }

@@ -327,3 +327,23 @@ func TestLingerScales(t *testing.T) {
 		t.Errorf("Linger -1: linger(1000, 5) = %v, want 0", got)
 	}
 }
+
+// TestHubBeat: the hub's loop turns at least every second while the log
+// is quiet (the watchdog's sign of progress), and stops when Run returns.
+func TestHubBeat(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		log := openLog(t, nil)
+		h := NewHub(log, Options{})
+		stop := runHub(h)
+		time.Sleep(30 * time.Second)
+		synctest.Wait()
+		if age := time.Since(h.Beat()); age > beatInterval {
+			t.Fatalf("a running hub's beat is %v old", age)
+		}
+		stop()
+		time.Sleep(30 * time.Second)
+		if age := time.Since(h.Beat()); age < 30*time.Second {
+			t.Fatalf("a stopped hub still beats (%v old)", age)
+		}
+	})
+}

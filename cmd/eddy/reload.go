@@ -1,8 +1,6 @@
 package main
 
 import (
-	"errors"
-	"fmt"
 	"reflect"
 
 	"github.com/eddy-iot/eddy/config"
@@ -50,15 +48,4 @@ func restartOnly(old, cfg *config.Config) []string {
 		}
 	}
 	return keys
-}
-
-// alive is the watchdog's check: the log's writer commits and the hub runs.
-func (d *daemon) alive() error {
-	if err := d.log.Err(); err != nil {
-		return fmt.Errorf("ring log: %w", err)
-	}
-	if d.hub == nil {
-		return errors.New("no stream hub")
-	}
-	return nil
 }

@@ -92,6 +92,7 @@ type daemon struct {
 	srv    *server.Server
 	ingest *ingestGroup
 	dev    *devtls.Device
+	health *healthCheck
 }
 
 // run builds the parts, serves until ctx ends, and shuts down in reverse
@@ -141,6 +142,19 @@ func run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hup <-cha
 	var hubErr error // set before hubDone closes
 	go func() { defer close(hubDone); hubErr = d.hub.Run(hubCtx) }()
 	defer func() { stopHub(); <-hubDone }()
+	d.health = &healthCheck{
+		writer:  beatFunc(d.log.WriterBeat),
+		hub:     d.hub,
+		hubDone: hubDone,
+		hubErr: func() error {
+			if hubErr == nil {
+				return errHubEnded
+			}
+			return hubErr
+		},
+		logErr: d.log.Err,
+		now:    time.Now,
+	}
 
 	resetKey, sessionKey, err := deviceSecrets(dev)
 	if err != nil {
@@ -156,7 +170,7 @@ func run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hup <-cha
 		StatelessResetKey: resetKey,
 		SessionKey:        sessionKey,
 		MaxStreamsPerHost: cfg.Server.MaxStreamsPerHost,
-		Health:            d.health(hubDone, &hubErr),
+		Health:            d.health.ready,
 		Version:           readBuildInfo().Version,
 		Logger:            logger.With("component", "server"),
 	})
@@ -178,7 +192,7 @@ func run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hup <-cha
 	}
 	addStatus(d.srv, hubMetrics, d.ingest)
 	notifyReady(logger)
-	watchdogDone := startWatchdog(ctx, d, logger)
+	watchdogDone := startWatchdog(ctx, d.health.progress, logger)
 
 	err = d.serve(ctx, hup, reload)
 	notifyStopping()
@@ -262,22 +276,6 @@ func (d *daemon) closeLog() {
 		return
 	}
 	d.logger.Info("ring log flushed", "durable_seq", d.log.Stats().DurableSeq)
-}
-
-// health is /healthz's check beside the server's own: the log commits
-// and the hub runs.
-func (d *daemon) health(hubDone <-chan struct{}, hubErr *error) func(context.Context) error {
-	return func(context.Context) error {
-		select {
-		case <-hubDone:
-			return fmt.Errorf("stream hub stopped: %v", *hubErr)
-		default:
-		}
-		if err := d.log.Err(); err != nil {
-			return fmt.Errorf("ring log not writable: %v", err)
-		}
-		return nil
-	}
 }
 
 // accessTokens are the configured tokens, or the generated one when

@@ -21,10 +21,10 @@ func notifyReady(logger *slog.Logger) {
 func notifyStopping() { _, _ = sd.SdNotify(false, sd.SdNotifyStopping) }
 
 // startWatchdog feeds systemd's watchdog at half its interval while the
-// ring log commits and the hub runs; when they stop, it stops feeding and
-// systemd restarts eddy. The returned channel closes when it has ended
-// (with ctx).
-func startWatchdog(ctx context.Context, d *daemon, logger *slog.Logger) <-chan struct{} {
+// hub and the ring log's writer make progress (see healthCheck.progress);
+// when one stops or hangs, it stops feeding and systemd restarts eddy. The
+// returned channel closes when it has ended (with ctx).
+func startWatchdog(ctx context.Context, check func() error, logger *slog.Logger) <-chan struct{} {
 	done := make(chan struct{})
 	interval, err := sd.SdWatchdogEnabled(false)
 	if err != nil || interval == 0 {
@@ -41,7 +41,7 @@ func startWatchdog(ctx context.Context, d *daemon, logger *slog.Logger) <-chan s
 				return
 			case <-t.C:
 			}
-			if err := d.alive(); err != nil {
+			if err := check(); err != nil {
 				logger.Error("not feeding the watchdog", "err", err)
 				continue
 			}

@@ -1,0 +1,161 @@
+package ringlog
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestCleanRestartLeavesNoHole: a log closed cleanly gives back its unused
+// reservation, so numbering continues at the next id, and LastSeq is the
+// last record appended, not the reservation bound.
+func TestCleanRestartLeavesNoHole(t *testing.T) {
+	dir := t.TempDir()
+	l := mustOpen(t, dir, nil)
+	appendN(t, l, 5, "t")
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l = mustOpen(t, dir, nil)
+	if got := l.LastSeq(); got != 5 {
+		t.Errorf("LastSeq after a clean restart = %d, want 5", got)
+	}
+	if got := l.NextSeq(); got != 6 {
+		t.Errorf("NextSeq after a clean restart = %d, want 6", got)
+	}
+	s, err := l.Append(rec("t", 6))
+	if err != nil || s != 6 {
+		t.Fatalf("first append after a clean restart: %d, %v; want 6", s, err)
+	}
+	l.Close()
+	checkConsistent(t, dir)
+}
+
+// TestIDsSurviveLostRingDB: whether ring.db is deleted, corrupt with the
+// sidecar beside it, or corrupt with nothing else to go by, the new log
+// numbers above every id issued before and has a new epoch.
+func TestIDsSurviveLostRingDB(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		lose func(t *testing.T, dir string)
+	}{
+		{"deleted", func(t *testing.T, dir string) { must(t, os.Remove(filepath.Join(dir, "ring.db"))) }},
+		{"corrupt", func(t *testing.T, dir string) { corrupt(t, dir) }},
+		{"corrupt without sidecar", func(t *testing.T, dir string) {
+			corrupt(t, dir)
+			must(t, os.Remove(filepath.Join(dir, idsFile)))
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			o := &Options{ReserveBlock: 100}
+			l := mustOpen(t, dir, o)
+			seqs := appendN(t, l, 250, "t")
+			old := l.Epoch()
+			must(t, l.Close())
+			tc.lose(t, dir)
+			l = mustOpen(t, dir, o)
+			s, err := l.Append(rec("t", 0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s <= seqs[len(seqs)-1] {
+				t.Errorf("after losing ring.db the first seq is %d; ids up to %d were issued", s, seqs[len(seqs)-1])
+			}
+			if l.Epoch() == old || len(l.Epoch()) != 16 {
+				t.Errorf("epoch %q after losing ring.db; the old one was %q", l.Epoch(), old)
+			}
+			// A resume from an old id learns of the loss: the new log
+			// holds nothing at or below the old ids.
+			if l.Oldest() <= seqs[len(seqs)-1] {
+				t.Errorf("Oldest %d does not mark the old ids as gone", l.Oldest())
+			}
+			must(t, l.Close())
+			checkConsistent(t, dir)
+		})
+	}
+}
+
+func corrupt(t *testing.T, dir string) {
+	must(t, os.WriteFile(filepath.Join(dir, "ring.db"), []byte(strings.Repeat("garbage!", 4096)), 0o600))
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestClockFloor(t *testing.T) {
+	if clockFloor(clockEpoch.Add(-time.Hour)) != 0 {
+		t.Error("a clock before the epoch must give no floor")
+	}
+	a, b := clockFloor(clockEpoch.Add(time.Hour)), clockFloor(clockEpoch.Add(2*time.Hour))
+	if b-a != 3600*clockRate {
+		t.Errorf("floor grows %d per hour, want %d", b-a, 3600*clockRate)
+	}
+	if clockFloor(time.Date(2050, 1, 1, 0, 0, 0, 0, time.UTC)) >= 1<<53 {
+		t.Error("clock floors must stay exact in JavaScript numbers until 2050")
+	}
+}
+
+// TestAppendNeverBlocksOnFailingDisk: while every commit fails (an I/O
+// error, a read-only filesystem), Append returns at once: ErrNotDurable
+// while ids are reserved, then ErrNoIDs, counted; and Close returns.
+func TestAppendNeverBlocksOnFailingDisk(t *testing.T) {
+	dir := t.TempDir()
+	l := mustOpen(t, dir, &Options{ReserveBlock: 64, SyncInterval: time.Millisecond})
+	eio := error(syscall.EIO)
+	l.failWrites.Store(&eio)
+	var notDurable, noIDs int
+	start := time.Now()
+	for i := range 500 {
+		_, err := l.Append(rec("t", i))
+		switch {
+		case errors.Is(err, ErrNoIDs):
+			noIDs++
+		case errors.Is(err, ErrNotDurable), err == nil:
+			notDurable++
+		default:
+			t.Fatalf("Append: %v", err)
+		}
+		if i == 10 {
+			time.Sleep(20 * time.Millisecond) // let a commit fail
+		}
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("500 appends on a failing disk took %v", took)
+	}
+	if noIDs == 0 || l.Stats().NoIDs != uint64(noIDs) {
+		t.Errorf("%d appends refused, Stats.NoIDs %d; want the refusals counted", noIDs, l.Stats().NoIDs)
+	}
+	if notDurable == 0 || notDurable > 64 {
+		t.Errorf("%d appends accepted; want at most the 64 reserved", notDurable)
+	}
+	// The writer keeps turning while commits fail: a full disk is not a
+	// hung writer (the watchdog keeps being fed).
+	b := l.WriterBeat()
+	time.Sleep(50 * time.Millisecond)
+	if !l.WriterBeat().After(b) {
+		t.Error("the writer's beat stopped while commits fail")
+	}
+	done := make(chan error, 1)
+	go func() { done <- l.Close() }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close hangs while the disk fails")
+	}
+	// Once the disk works again, numbering continues above everything
+	// handed out.
+	l = mustOpen(t, dir, &Options{ReserveBlock: 64})
+	defer l.Close()
+	if s, err := l.Append(rec("t", 0)); err != nil || s <= uint64(notDurable) {
+		t.Errorf("after the outage: seq %d, %v", s, err)
+	}
+}
