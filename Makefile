@@ -4,8 +4,11 @@ GO ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
-# Debian packages the tests need (real brokers, clients, emulators).
-DEB_DEPS := mosquitto curl qemu-user
+# Debian packages the tests need (real brokers, clients, emulators, and
+# the browser the dashboard's tests drive).
+DEB_DEPS := mosquitto curl qemu-user chromium
+# The dashboard's test-only npm packages (axe-core), from their lockfile.
+AXE_DIR := dashboard/testdata/axe
 
 .PHONY: all build deps test test-unit test-race test-cross test-arm test-arm64 lint bench fuzz cross clean
 
@@ -22,6 +25,8 @@ deps:
 	  export DEBIAN_FRONTEND=noninteractive; apt-get update -qq; \
 	  for p in $$missing; do echo "installing $$p"; apt-get install -y -qq --no-install-recommends $$p >/dev/null || exit 1; done; \
 	fi
+	@command -v npm >/dev/null || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq; apt-get install -y -qq --no-install-recommends npm >/dev/null; }
+	@[ -f $(AXE_DIR)/node_modules/axe-core/axe.min.js ] || npm ci --prefix $(AXE_DIR) --no-audit --no-fund
 	$(GO) mod download
 
 # test runs the whole suite: lint, unit and end-to-end tests, the same
@@ -67,6 +72,7 @@ bench:
 	$(GO) test -run '^$$' -bench BenchmarkMQTTIngest -benchtime 5000x -count 3 ./ingest/ | tee bench-mqtt.txt
 	$(GO) run ./cmd/eddy-load -scenario stream | tee bench-stream.txt
 	$(GO) run ./cmd/eddy-load -scenario ingest | tee bench-ingest.txt
+	EDDY_DASH_BENCH_WINDOW=5m $(GO) test -run '^$$' -bench Dashboard -benchtime 1x -timeout 15m ./dashboard/ | tee bench-dashboard.txt
 
 # fuzz runs every fuzz target for FUZZTIME each.
 FUZZTIME ?= 30s

@@ -562,6 +562,12 @@ func TestDashboardH3(t *testing.T) {
 	if nh := eval[string](t, b, `performance.getEntriesByType('navigation')[0].nextHopProtocol`); nh != "h3" {
 		t.Errorf("page nextHopProtocol %q, want h3", nh)
 	}
+	// A session that ends (here: the cookie is gone) returns the page to
+	// the login form, not to a broken page.
+	if _, err := chromedp.Call(b.ctx, network.ClearBrowserCookies, cdp.Empty{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, b, 10*time.Second, "the login form after the session ended", `!!document.querySelector('#token')`)
 }
 
 // TestDashboardRestart: the daemon dies and comes back on the same port
