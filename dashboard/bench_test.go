@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -75,11 +77,27 @@ func BenchmarkDashboard200x10Hz(b *testing.B) {
 		br.do(b, 10*time.Second, chromedp.Navigate(e.url("/"+q)), chromedp.WaitVisible(chromedp.CSS("#tiles")))
 	}
 	waitFor(b, br, 10*time.Second, "200 tiles", `document.querySelectorAll('#tiles li').length === 200 && eddy.state().conn === 'live'`)
-	if _, err := chromedp.Call(br.ctx, emulation.SetCPUThrottlingRate, emulation.SetCPUThrottlingRateParams{Rate: 4}); err != nil {
+	slow := 4.0 // the issue's 4x CPU throttling; EDDY_DASH_BENCH_CPU=1 for none
+	if s := os.Getenv("EDDY_DASH_BENCH_CPU"); s != "" {
+		if _, err := fmt.Sscan(s, &slow); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Logf("CPU throttling %gx, window %v", slow, window)
+	if _, err := chromedp.Call(br.ctx, emulation.SetCPUThrottlingRate, emulation.SetCPUThrottlingRateParams{Rate: slow}); err != nil {
 		b.Fatal(err)
 	}
-	// Open a chart too: a technician watches one while the tiles run.
-	eval[bool](b, br, `document.querySelector('#tiles .name').click(), true`)
+	// Open a chart too: a technician watches one while the tiles run
+	// (EDDY_DASH_BENCH_CHART=0: tiles only).
+	if f := os.Getenv("EDDY_DASH_BENCH_FILTER"); f != "" { // e.g. "none/#": no tile drawn
+		eval[bool](b, br, `(f => { const i = document.querySelector('#filter'); i.value = f; i.dispatchEvent(new Event('input')); return true })(`+strconv.Quote(f)+`)`)
+	}
+	if os.Getenv("EDDY_DASH_BENCH_SPARK") == "0" { // tiles without sparklines
+		eval[bool](b, br, `document.querySelectorAll('.spark').forEach(c => c.style.display = 'none'), true`)
+	}
+	if os.Getenv("EDDY_DASH_BENCH_CHART") != "0" {
+		eval[bool](b, br, `document.querySelector('#tiles .name').click(), true`)
+	}
 	time.Sleep(5 * time.Second) // warm up
 	heap := func() float64 {
 		chromedp.Call(br.ctx, heapprofiler.CollectGarbage, cdp.Empty{})
@@ -120,7 +138,13 @@ func BenchmarkDashboard200x10Hz(b *testing.B) {
 			}
 			return true;
 		})()`)
-		time.Sleep(d)
+		// The heap after a GC at each fifth of the window: a leak climbs,
+		// a working set levels off.
+		var heaps []string
+		for range 5 {
+			time.Sleep(d / 5)
+			heaps = append(heaps, fmt.Sprintf("%.2f", heap()/(1<<20)))
+		}
 		type result struct {
 			Frames   []float64
 			Long     []float64
@@ -133,6 +157,7 @@ func BenchmarkDashboard200x10Hz(b *testing.B) {
 			applied: eddy.state().applied - __bench.applied0, frameMs: eddy.state().frameMs - __bench.fms0, streamMs: eddy.state().streamMs - __bench.sms0, secs: (performance.now() - __bench.t0) / 1000}; })()`)
 		p1 := perf()
 		heap1 := heap()
+		b.Logf("%-8s heap after GC every %v: %s -> %s MiB", prefix, d/5, fmt.Sprintf("%.2f", heap0/(1<<20)), strings.Join(heaps, ", "))
 		share := func(k string) float64 { return (p1[k] - p0[k]) / r.Secs * 100 }
 		b.Logf("%-8s main thread busy %.1f%%: script %.1f%%, style %.1f%%, layout %.1f%%", prefix,
 			share("TaskDuration"), share("ScriptDuration"), share("RecalcStyleDuration"), share("LayoutDuration"))
