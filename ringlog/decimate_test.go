@@ -144,11 +144,22 @@ func BenchmarkDecimate24h(b *testing.B) {
 		}
 	}
 	l.Sync(context.Background())
-	b.ResetTimer()
-	for range b.N {
-		s, err := l.Decimate(context.Background(), Query{Since: base}, 500, time.Time{})
-		if err != nil || len(s) != 1 || len(s[0].Buckets) < 490 {
-			b.Fatalf("%v %d", err, len(s))
+	b.Run("decimate", func(b *testing.B) {
+		for range b.N {
+			s, err := l.Decimate(context.Background(), Query{Since: base}, 500, time.Time{})
+			if err != nil || len(s) != 1 || len(s[0].Buckets) < 490 {
+				b.Fatalf("%v %d", err, len(s))
+			}
 		}
-	}
+	})
+	// The baseline: reading the same records with History, as listing
+	// them would, without summarizing.
+	b.Run("history", func(b *testing.B) {
+		for range b.N {
+			n := 0
+			if err := l.History(context.Background(), Query{Since: base, Limit: math.MaxInt}, func(Record) error { n++; return nil }); err != nil || n != 86400 {
+				b.Fatalf("%v %d", err, n)
+			}
+		}
+	})
 }
