@@ -70,7 +70,7 @@
       this.n = 0; this.head = 0;   // ring of sparkline points
       this.interval = 0;           // smoothed seconds between readings
       this.dirty = true; this.sparkDirty = true; this.visible = false;
-      this.ageText = ''; this.stale = false;
+      this.ageText = ''; this.stale = false; this.sparkAt = -1e9;
       this.el = null;
     }
     push(t, v) {
@@ -237,11 +237,14 @@
   function frame() {
     const t0 = performance.now();
     lastPaint = t0;
-    frameInner();
+    frameInner(t0);
     frameMs += performance.now() - t0; frames++;
   }
-  function frameInner() {
+  const SPARK_MS = 1000;
+  let sparkLater = false;
+  function frameInner(t0) {
     frameQueued = false;
+    sparkLater = false;
     const q = queue; queue = [];
     for (let i = 0; i < q.length; i++) {
       let r;
@@ -253,9 +256,13 @@
     for (const s of series.values()) {
       if (!s.visible || s.el.li.hidden) continue;
       if (s.dirty) renderTile(s);
-      if (s.sparkDirty) drawSpark(s);
+      // Sparklines move at most once a second: a redrawn canvas costs a
+      // paint of its own, and a trend does not need more.
+      if (s.sparkDirty && t0 - s.sparkAt >= SPARK_MS) { s.sparkAt = t0; drawSpark(s); }
+      else if (s.sparkDirty) sparkLater = true;
     }
     chartRender();
+    if (sparkLater) setTimeout(schedule, SPARK_MS);
   }
   function renderTile(s) {
     s.dirty = false;
