@@ -155,12 +155,12 @@ func SecurityHeaders(h http.Header) {
 // ServeHTTP serves GET / (the app page; mount it behind auth) and the
 // assets under AssetPrefix; anything else is 404.
 func (d *Dashboard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	SecurityHeaders(w.Header())
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		http.Error(w, "405 method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	SecurityHeaders(w.Header())
 	if r.URL.Path == "/" {
 		w.Header().Set("Cache-Control", "no-cache")
 		d.serve(w, r, d.index)
