@@ -33,6 +33,7 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+	"go.uber.org/goleak"
 
 	"github.com/eddy-iot/eddy/ringlog"
 	"github.com/eddy-iot/eddy/server"
@@ -41,6 +42,10 @@ import (
 )
 
 const testToken = "dash-token-0123456789abcdef"
+
+// TestMain checks that every goroutine the tests started (servers, hubs,
+// Chromium's connections) has ended.
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // chromiumPath finds Chromium or ends the test: fail when it is required,
 // skip (loudly) when not.
@@ -186,7 +191,9 @@ func (e *eddy) apiGet(t testing.TB, p string, v any) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, e.url(p), nil)
 	req.Header.Set("Authorization", "Bearer "+testToken)
-	resp, err := e.client().Do(req)
+	c := e.client()
+	defer c.CloseIdleConnections()
+	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
