@@ -460,10 +460,27 @@ func TestDashboardH2(t *testing.T) {
 	// A favourite moves to the top and survives a reload.
 	eval[bool](t, b, `[...document.querySelectorAll('#tiles li')].find(li => li.querySelector('.name').textContent === 'plant/valve/open').querySelector('.fav').click(), true`)
 	waitFor(t, b, 2*time.Second, "pinned first", `document.querySelector('#tiles li .name').textContent === 'plant/valve/open'`)
+	// Pause freezes what is shown (the model keeps up); resume shows the
+	// latest at once.
+	b.do(t, 5*time.Second, chromedp.Click(chromedp.CSS("#pause")))
+	waitFor(t, b, 2*time.Second, "paused", `document.querySelector('#state').textContent === 'paused' && document.querySelector('#pause').getAttribute('aria-pressed') === 'true'`)
+	e.publish("plant/tank/level", 80, "%")
+	waitFor(t, b, 2*time.Second, "the reading taken in", `eddy.values()['plant/tank/level'] === '80'`)
+	time.Sleep(600 * time.Millisecond)
+	if shown := eval[string](t, b, `[...document.querySelectorAll('#tiles li')].find(li => li.querySelector('.name').textContent === 'plant/tank/level').querySelector('.num').textContent`); shown != "74.25" {
+		t.Errorf("paused tile shows %q, want the value from before the pause", shown)
+	}
+	b.do(t, 5*time.Second, chromedp.Click(chromedp.CSS("#pause")))
+	waitFor(t, b, time.Second, "resumed with the latest", `[...document.querySelectorAll('#tiles li')].find(li => li.querySelector('.name').textContent === 'plant/tank/level').querySelector('.num').textContent === '80'`)
+	// Favourites survive a reload (localStorage).
+	b.do(t, 10*time.Second, chromedp.Navigate(e.url("/")), chromedp.WaitVisible(chromedp.CSS("#tiles li")))
+	waitFor(t, b, 5*time.Second, "still pinned after a reload", `document.querySelector('#tiles li .name').textContent === 'plant/valve/open' && document.querySelector('#tiles li .fav').getAttribute('aria-pressed') === 'true'`)
+	// The keyboard alone opens a chart: focus a tile's name, press Enter.
+	eval[bool](t, b, `[...document.querySelectorAll('#tiles .name')].find(n => n.textContent === 'plant/pump1/pressure').focus(), true`)
+	b.do(t, 5*time.Second, chromedp.KeyEvent("\r"))
 
 	// The chart: its backfill is what /api/history holds, then live
 	// points extend it.
-	eval[bool](t, b, `[...document.querySelectorAll('#tiles .name')].find(n => n.textContent === 'plant/pump1/pressure').click(), true`)
 	waitFor(t, b, 5*time.Second, "the chart", `!!document.querySelector('#chart canvas') && eddy.chart().data['plant/pump1/pressure'] && eddy.chart().data['plant/pump1/pressure'].t.length >= 30`)
 	var hist []struct {
 		TS    time.Time `json:"ts"`
