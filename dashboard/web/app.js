@@ -588,6 +588,13 @@
     }
     return out;
   }
+  function timeLabel(sec) {
+    const o = { hour: '2-digit', minute: '2-digit', hour12: false };
+    if (chart.window <= 300 && !narrow) o.second = '2-digit';
+    const d = new Date(sec * 1000);
+    const t = d.toLocaleTimeString([], o);
+    return chart.window > 3600 && d.getHours() === 0 && d.getMinutes() === 0 ? d.toLocaleDateString() : t;
+  }
   function chartDestroy() { if (chart.plot) { chart.plot.destroy(); chart.plot = null; } }
   function chartRebuild() {
     chartDestroy();
@@ -600,7 +607,8 @@
     const opts = {
       width: el.clientWidth || 600, height: narrow ? 240 : 320,
       scales: { x: { time: true } },
-      axes: [axis, Object.assign({ size: 60 }, axis)],
+      // One line of local time per tick, spaced so labels never overlap.
+      axes: [Object.assign({ space: narrow ? 55 : 90, values: (u, splits) => splits.map(timeLabel) }, axis), Object.assign({ size: 60 }, axis)],
       cursor: { drag: { x: true, y: false } },
       legend: { live: true },
       series: [{ label: 'time' }].concat(chart.topics.map((t, i) => {
