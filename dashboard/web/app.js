@@ -537,7 +537,7 @@
     chart.loading = url;
     // Readings that arrive while the backfill loads are kept, and added
     // after it unless it already holds them.
-    const pending = new Map(chart.topics.map((t) => [t, chart.data.get(t) || { t: [], v: [], seq: series.has(t) ? series.get(t).seq : 0 }]));
+    const pending = new Map(chart.topics.map((t) => [t, chart.data.get(t) || { t: [], v: [], lo: [], hi: [], seq: series.has(t) ? series.get(t).seq : 0 }]));
     chart.data = pending;
     let body;
     try {
@@ -547,16 +547,16 @@
     } catch (e) { return; }
     if (chart.loading !== url) return; // a newer load started
     const data = new Map();
-    for (const t of chart.topics) data.set(t, { t: [], v: [], seq: 0 });
+    for (const t of chart.topics) data.set(t, { t: [], v: [], lo: [], hi: [], seq: 0 });
     for (const sr of body) {
       const d = data.get(sr.topic);
       if (!d) continue;
-      for (const b of sr.buckets) { d.t.push(Date.parse(b.ts) / 1000); d.v.push(b.last); }
+      for (const b of sr.buckets) { d.t.push(Date.parse(b.ts) / 1000); d.v.push(b.last); d.lo.push(b.min); d.hi.push(b.max); }
     }
     for (const [t, d] of data) {
       const p = pending.get(t);
       const last = d.t.length ? d.t[d.t.length - 1] : -Infinity;
-      for (let i = 0; i < p.t.length; i++) if (p.t[i] > last) { d.t.push(p.t[i]); d.v.push(p.v[i]); }
+      for (let i = 0; i < p.t.length; i++) if (p.t[i] > last) { d.t.push(p.t[i]); d.v.push(p.v[i]); d.lo.push(p.lo[i]); d.hi.push(p.hi[i]); }
       d.seq = p.seq;
     }
     chart.data = data;
@@ -568,16 +568,18 @@
     if (!d || !Number.isFinite(v) || seq <= d.seq) return;
     d.seq = seq;
     if (d.t.length && t <= d.t[d.t.length - 1]) return; // out of order: not drawable
-    d.t.push(t); d.v.push(v);
+    d.t.push(t); d.v.push(v); d.lo.push(v); d.hi.push(v);
     const cut = Date.now() / 1000 - chart.window;
     let k = 0; while (k < d.t.length - 2 && d.t[k] < cut) k++;
-    if (k > 0 || d.t.length > 5000) { k = Math.max(k, d.t.length - 5000); d.t.splice(0, k); d.v.splice(0, k); }
+    if (k > 0 || d.t.length > 5000) { k = Math.max(k, d.t.length - 5000); d.t.splice(0, k); d.v.splice(0, k); d.lo.splice(0, k); d.hi.splice(0, k); }
     chartDirty = true;
   }
   // aligned joins the topics' points into uPlot's [x, y1, y2...] form.
   function aligned() {
-    const ts = chart.topics.map((t) => chart.data.get(t) || { t: [], v: [] });
-    if (ts.length === 1) return [ts[0].t.slice(), ts[0].v.slice()];
+    const ts = chart.topics.map((t) => chart.data.get(t) || { t: [], v: [], lo: [], hi: [] });
+    // One series: its last values, and the band of each bucket's min and
+    // max, so a decimated day still shows its spikes.
+    if (ts.length === 1) return [ts[0].t.slice(), ts[0].v.slice(), ts[0].lo.slice(), ts[0].hi.slice()];
     const xs = [...new Set(ts.flatMap((d) => d.t))].sort((a, b) => a - b);
     const idx = new Map(xs.map((x, i) => [x, i]));
     const out = [xs];
@@ -616,6 +618,12 @@
         return { label: t + (s && s.unit ? ' (' + s.unit + ')' : ''), stroke: cols[i % cols.length], width: 2, spanGaps: true, points: { show: false } };
       })),
     };
+    if (chart.topics.length === 1) {
+      const c = cols[0];
+      opts.series.push({ label: 'min', stroke: c, width: 1, alpha: 0.35, spanGaps: true, points: { show: false } },
+        { label: 'max', stroke: c, width: 1, alpha: 0.35, spanGaps: true, points: { show: false } });
+      opts.bands = [{ series: [3, 2], fill: c + '33' }];
+    }
     chart.plot = new uPlot(opts, aligned(), el);
     chart.zoomed = false;
     chart.plot.over.addEventListener('dblclick', () => { chart.zoomed = false; chartDirty = true; schedule(); });
