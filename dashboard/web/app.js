@@ -224,7 +224,16 @@
   // fixed cost (style, paint, composite) that, with records arriving all
   // the time, would otherwise be paid 60 times a second for a few tiles
   // each. A quarter second is quicker than anyone reads a value.
-  const PAINT_MS = 250;
+  // A device too slow for that (long tasks) is painted less often, down
+  // to every 750 ms; the rate creeps back once it keeps up.
+  let PAINT_MS = 250;
+  let lastLong = 0;
+  try {
+    new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) if (e.duration > 50) { lastLong = performance.now(); PAINT_MS = Math.min(750, PAINT_MS * 1.5); }
+    }).observe({ type: 'longtask' });
+  } catch (e) { /* no long-task timing: keep 250 ms */ }
+  setInterval(() => { if (performance.now() - lastLong > 5000) PAINT_MS = Math.max(250, PAINT_MS / 1.5); }, 5000);
   let lastPaint = 0;
   function schedule() {
     if (frameQueued) return;
@@ -634,7 +643,7 @@
   function chartRender() {
     if (!chartDirty || !chart.plot) return;
     const now = performance.now();
-    if (now - chart.lastDraw < 250) { setTimeout(schedule, 260 - (now - chart.lastDraw)); return; }
+    if (now - chart.lastDraw < PAINT_MS) { setTimeout(schedule, PAINT_MS + 10 - (now - chart.lastDraw)); return; }
     chart.lastDraw = now; chartDirty = false;
     // A zoomed chart keeps its zoom while live points arrive.
     chart.plot.setData(aligned(), !chart.zoomed);
@@ -712,7 +721,7 @@
 
   // Read-only view for tests and curious technicians (devtools).
   window.eddy = {
-    state: () => ({ conn: connState, paused, skipped, lastSeq, applied, frameMs, frames, streamMs, proto: $('#proto').textContent, rate: RATE }),
+    state: () => ({ conn: connState, paused, skipped, lastSeq, applied, frameMs, frames, streamMs, paintMs: PAINT_MS, proto: $('#proto').textContent, rate: RATE }),
     values: () => Object.fromEntries([...series.values()].map((s) => [s.topic, s.d ? s.d.text : null])),
     seqs: () => Object.fromEntries([...series.values()].map((s) => [s.topic, s.seq])),
     chart: () => ({ topics: chart.topics.slice(), url: chart.url, data: Object.fromEntries([...chart.data].map(([k, d]) => [k, { t: d.t.slice(), v: d.v.slice() }])) }),
