@@ -189,6 +189,7 @@ func run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hup <-cha
 		MaxStreamsPerHost: cfg.Server.MaxStreamsPerHost,
 		MemoryLimit:       int64(cfg.Server.MemoryLimit),
 		Health:            d.health.ready,
+		Version:           readBuildInfo().Version,
 		Logger:            logger.With("component", "server"),
 	})
 	if err != nil {
@@ -215,6 +216,7 @@ func run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hup <-cha
 			return configError{err}
 		}
 	}
+	addStatus(d.srv, hubMetrics, d.ingest)
 	notifyReady(logger)
 	watchdogDone := startWatchdog(ctx, d.health.progress, logger)
 
