@@ -5,9 +5,14 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 # Debian packages the tests need (real brokers, clients, emulators).
+# Node and npm are checked by command, not package: a NodeSource nodejs
+# brings its own npm, which Debian's npm package would conflict with.
 DEB_DEPS := mosquitto curl qemu-user
+NODE_TEST_DIR := server/testdata/node
+# apt-get needs root: sudo when not root.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build deps test test-unit test-race test-cross test-arm test-arm64 lint bench fuzz cross clean
+.PHONY: all build deps deps-apt deps-npm deps-ipv6 test test-unit test-race test-cross test-arm test-arm64 lint bench fuzz cross clean
 
 all: build
 
@@ -15,14 +20,35 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o eddy ./cmd/eddy
 
 # deps installs what the test suite needs, one package per apt-get call
-# (this machine's apt drops downloaded packages between dpkg runs).
-deps:
-	@missing=""; for p in $(DEB_DEPS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  export DEBIAN_FRONTEND=noninteractive; apt-get update -qq; \
-	  for p in $$missing; do echo "installing $$p"; apt-get install -y -qq --no-install-recommends $$p >/dev/null || exit 1; done; \
-	fi
+# (this machine's apt drops downloaded packages between dpkg runs), the
+# npm packages of the EventSource test (so that no test reaches a
+# registry), and checks what it cannot install: IPv6 on loopback.
+deps: deps-apt deps-npm deps-ipv6
 	$(GO) mod download
+
+deps-apt:
+	@missing=""; for p in $(DEB_DEPS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	command -v node >/dev/null || missing="$$missing nodejs"; \
+	command -v npm >/dev/null || missing="$$missing npm"; \
+	if [ -n "$$missing" ]; then \
+	  export DEBIAN_FRONTEND=noninteractive; $(SUDO) apt-get update -qq; \
+	  for p in $$missing; do echo "installing $$p"; $(SUDO) apt-get install -y -qq --no-install-recommends $$p >/dev/null || exit 1; done; \
+	fi
+
+# The eventsource npm package, pinned by package-lock.json, for
+# server's TestNodeEventSource; reinstalled when the lock file changes.
+deps-npm: $(NODE_TEST_DIR)/node_modules/.package-lock.json
+
+$(NODE_TEST_DIR)/node_modules/.package-lock.json: $(NODE_TEST_DIR)/package-lock.json | deps-apt
+	cd $(NODE_TEST_DIR) && npm ci --no-audit --no-fund
+
+# TestListenDualStack serves on ::1 as well as 127.0.0.1.
+deps-ipv6:
+	@grep -qE '^0{31}1 .* lo$$' /proc/net/if_inet6 2>/dev/null || { \
+	  echo "make deps: this host has no IPv6 on loopback (no ::1): server's TestListenDualStack needs it."; \
+	  echo "  enable it:  $(SUDO) sysctl -w net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.lo.disable_ipv6=0"; \
+	  echo "  in Docker:  docker run --sysctl net.ipv6.conf.all.disable_ipv6=0 ..."; \
+	  exit 1; }
 
 # test runs the whole suite: lint, unit and end-to-end tests, the same
 # under the race detector (streams are handed between goroutines), and the

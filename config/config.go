@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -43,6 +44,9 @@ type Server struct {
 	HTTP3  bool   `toml:"http3"`
 	// MaxStreamsPerHost caps concurrent streams from one client address.
 	MaxStreamsPerHost int `toml:"max_streams_per_host"`
+	// MemoryLimit is the process's memory budget: Go's soft memory limit,
+	// and above 80% of it new connections and streams are refused (503).
+	MemoryLimit Size `toml:"memory_limit"`
 }
 
 // Storage configures the ring log.
@@ -82,7 +86,7 @@ func Default() *Config {
 		dir = strings.Split(sd, ":")[0]
 	}
 	return &Config{
-		Server: Server{Listen: ":8443", HTTP3: true, MaxStreamsPerHost: 1000},
+		Server: Server{Listen: ":8443", HTTP3: true, MaxStreamsPerHost: 1000, MemoryLimit: 128 << 20},
 		Storage: Storage{
 			Dir:          dir,
 			MaxBytes:     256 << 20,
@@ -135,38 +139,143 @@ func Load(path string) (*Config, error) {
 	return Parse(path, data)
 }
 
+// maxDecodeErrors bounds how many values of a wrong type one Parse
+// reports (each costs a decode of the document).
+const maxDecodeErrors = 50
+
 // Parse decodes and validates a configuration document; name is used in
-// error messages.
+// error messages. It reports every error it finds, as Errors: unknown
+// keys, values of the wrong type and values out of bounds, each with its
+// line and key. A document that is not TOML gets one error, where it
+// stops parsing.
 func Parse(name string, data []byte) (*Config, error) {
-	c := Default()
-	c.Sensors = nil
-	pos, perr := indexPositions(data)
-	dec := toml.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(c); err != nil {
-		return nil, decodeError(name, err)
+	var c *Config
+	fresh := func() any {
+		c = Default()
+		c.Sensors = nil
+		return c
 	}
-	if perr != nil {
-		return nil, &Error{File: name, Msg: perr.Error()}
-	}
-	if err := c.Validate(); err != nil {
-		var ce *Error
-		if errors.As(err, &ce) {
-			ce.File = name
-			ce.Line = pos.line(ce.Key)
-		}
+	if err := parseStrict(name, data, fresh, func() error { return c.Validate() }); err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
-func decodeError(name string, err error) error {
-	var se *toml.StrictMissingError
-	if errors.As(err, &se) && len(se.Errors) > 0 {
-		e := se.Errors[0]
-		row, _ := e.Position()
-		return &Error{File: name, Line: row, Key: strings.Join(e.Key(), "."), Msg: "unknown key"}
+// parseStrict decodes data into the value fresh returns and validates it
+// with validate, collecting every error as Errors: unknown keys, values
+// of the wrong type (each set aside in turn so that decoding can go on,
+// fresh is called again for each try) and validation errors, each with
+// name, its line and its key. A document that is not TOML gets one error.
+func parseStrict(name string, data []byte, fresh func() any, validate func() error) error {
+	pos, exprs, perr := indexDocument(data)
+	if perr != nil {
+		if err := toml.Unmarshal(data, fresh()); err != nil {
+			return Errors{decodeError(name, err)}
+		}
+		return Errors{{File: name, Msg: perr.Error()}}
 	}
+	var errs errList
+	decoded := map[string]bool{} // keys with a decode error: their defaults stand, do not report them twice
+	doc := data
+	for tries := 0; ; tries++ {
+		dec := toml.NewDecoder(bytes.NewReader(doc))
+		dec.DisallowUnknownFields()
+		err := dec.Decode(fresh())
+		if err == nil {
+			break
+		}
+		var se *toml.StrictMissingError
+		if errors.As(err, &se) { // decoding went to the end
+			for _, e := range se.Errors {
+				row, _ := e.Position()
+				key := keyAt(exprs, row, strings.Join(e.Key(), "."))
+				errs = append(errs, &Error{File: name, Line: row, Key: key, Msg: "unknown key"})
+				decoded[key] = true
+			}
+			break
+		}
+		e := decodeError(name, err)
+		i := slices.IndexFunc(exprs, func(x expr) bool { return x.kv && x.line == e.Line })
+		if i >= 0 {
+			e.Key = exprs[i].key
+		}
+		errs = append(errs, e)
+		decoded[e.Key] = true
+		if i < 0 || tries >= maxDecodeErrors {
+			// Not a key/value we can set aside: what follows cannot be read.
+			sortByLine(Errors(errs))
+			return errs.err()
+		}
+		// Set the bad value aside (blank its lines) and decode again, to
+		// find the errors after it.
+		end := 1 << 30
+		if i+1 < len(exprs) {
+			end = exprs[i+1].line
+		}
+		doc = blankLines(doc, e.Line, end)
+	}
+	if verr := validate(); verr != nil {
+		var ve errList
+		ve.addErr(verr)
+		for _, e := range ve {
+			if reportedUnder(decoded, e.Key) {
+				continue
+			}
+			e.File = name
+			e.Line = pos.line(e.Key)
+			errs = append(errs, e)
+		}
+	}
+	sortByLine(Errors(errs))
+	return errs.err()
+}
+
+// keyAt is the resolved key of the key/value on line, or fallback.
+func keyAt(exprs []expr, line int, fallback string) string {
+	for _, x := range exprs {
+		if x.line == line && x.kv {
+			return x.key
+		}
+	}
+	return fallback
+}
+
+// reportedUnder reports whether key or a table above it had a decode
+// error already.
+func reportedUnder(reported map[string]bool, key string) bool {
+	for k := key; k != ""; {
+		if reported[k] {
+			return true
+		}
+		i := strings.LastIndexAny(k, ".[")
+		if i < 0 {
+			return false
+		}
+		k = k[:i]
+	}
+	return false
+}
+
+// blankLines returns a copy of doc with lines from (1-based, inclusive)
+// to end (exclusive) turned into empty lines, so that line numbers stay.
+func blankLines(doc []byte, from, end int) []byte {
+	out := make([]byte, 0, len(doc))
+	line := 1
+	for _, b := range doc {
+		if b == '\n' {
+			line++
+			out = append(out, b)
+			continue
+		}
+		if line >= from && line < end {
+			continue
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+func decodeError(name string, err error) *Error {
 	var de *toml.DecodeError
 	if errors.As(err, &de) {
 		row, _ := de.Position()
@@ -176,25 +285,22 @@ func decodeError(name string, err error) error {
 	return &Error{File: name, Msg: err.Error()}
 }
 
-// Validate checks every value; the first problem is returned as an *Error.
+// Validate checks every value and fills in the defaults of sensors and
+// MQTT blocks. It returns every problem, as Errors.
 func (c *Config) Validate() error {
-	checks := []func() error{c.validateServer, c.validateStorage, c.validateTLS, c.validateAuth, c.validateStream, c.validateUpstream}
-	for _, f := range checks {
-		if err := f(); err != nil {
-			return err
-		}
+	var errs errList
+	for _, f := range []func() error{c.validateServer, c.validateStorage, c.validateTLS, c.validateAuth, c.validateStream, c.validateUpstream} {
+		errs.addErr(f())
 	}
 	sessions := map[[2]string]bool{}
 	for i := range c.MQTT {
 		m := &c.MQTT[i]
 		key := fmt.Sprintf("mqtt[%d]", i)
-		if err := m.validate(key); err != nil {
-			return err
-		}
+		errs.addErr(m.validate(key))
 		// Two clients with one id on one broker take over each other's
 		// session in turn and lose messages.
 		if s := [2]string{m.Broker, m.ClientID}; sessions[s] {
-			return &Error{Key: key + ".client_id", Msg: fmt.Sprintf("client id %q is used twice for broker %s", m.ClientID, m.Broker)}
+			errs.add(key+".client_id", fmt.Sprintf("client id %q is used twice for broker %s", m.ClientID, m.Broker))
 		}
 		sessions[[2]string{m.Broker, m.ClientID}] = true
 	}
@@ -202,48 +308,50 @@ func (c *Config) Validate() error {
 	for i := range c.Sensors {
 		key := fmt.Sprintf("sensor[%d]", i)
 		s := &c.Sensors[i]
-		if err := s.validate(key); err != nil {
-			return err
-		}
+		errs.addErr(s.validate(key))
 		if names[s.Name] {
-			return &Error{Key: key + ".name", Msg: fmt.Sprintf("sensor name %q is used twice; give each sensor a distinct name", s.Name)}
+			errs.add(key+".name", fmt.Sprintf("sensor name %q is used twice; give each sensor a distinct name", s.Name))
 		}
 		names[s.Name] = true
 	}
-	return nil
+	return errs.err()
 }
 
 func (c *Config) validateServer() error {
+	var e errList
 	if c.Server.Listen == "" {
-		return &Error{Key: "server.listen", Msg: "must not be empty (for example \":8443\")"}
-	}
-	if _, _, err := splitHostPort(c.Server.Listen); err != nil {
-		return &Error{Key: "server.listen", Msg: err.Error()}
+		e.add("server.listen", "must not be empty (for example \":8443\")")
+	} else if _, _, err := splitHostPort(c.Server.Listen); err != nil {
+		e.add("server.listen", err.Error())
 	}
 	if c.Server.MaxStreamsPerHost < 1 {
-		return &Error{Key: "server.max_streams_per_host", Msg: "must be at least 1"}
+		e.add("server.max_streams_per_host", "must be at least 1")
 	}
-	return nil
+	if c.Server.MemoryLimit < 32<<20 {
+		e.add("server.memory_limit", fmt.Sprintf("%s is too small: at least 32MiB", c.Server.MemoryLimit))
+	}
+	return e.err()
 }
 
 func (c *Config) validateStorage() error {
+	var e errList
 	s := c.Storage
 	if s.Dir == "" {
-		return &Error{Key: "storage.dir", Msg: "must not be empty"}
+		e.add("storage.dir", "must not be empty")
 	}
 	if s.MaxBytes < 1<<20 {
-		return &Error{Key: "storage.max_bytes", Msg: fmt.Sprintf("%s is too small: at least 1MiB", s.MaxBytes)}
+		e.add("storage.max_bytes", fmt.Sprintf("%s is too small: at least 1MiB", s.MaxBytes))
 	}
 	if is32bit() && s.MaxBytes > MaxBytes32 {
-		return &Error{Key: "storage.max_bytes", Msg: fmt.Sprintf("%s is too large for a 32-bit %s system: bbolt cannot map more than about 2 GB there; at most %s", s.MaxBytes, runtime.GOARCH, MaxBytes32)}
+		e.add("storage.max_bytes", fmt.Sprintf("%s is too large for a 32-bit %s system: bbolt cannot map more than about 2 GB there; at most %s", s.MaxBytes, runtime.GOARCH, MaxBytes32))
 	}
 	if s.MaxAge.Duration <= 0 {
-		return &Error{Key: "storage.max_age", Msg: "must be positive"}
+		e.add("storage.max_age", "must be positive")
 	}
 	if s.SyncInterval.Duration < time.Millisecond || s.SyncInterval.Duration > time.Minute {
-		return &Error{Key: "storage.sync_interval", Msg: fmt.Sprintf("%s is out of range: from 1ms to 1m", s.SyncInterval)}
+		e.add("storage.sync_interval", fmt.Sprintf("%s is out of range: from 1ms to 1m", s.SyncInterval))
 	}
-	return nil
+	return e.err()
 }
 
 func (c *Config) validateTLS() error {
@@ -258,29 +366,30 @@ func (c *Config) validateTLS() error {
 }
 
 func (c *Config) validateAuth() error {
+	var e errList
 	for i, t := range c.Auth.Tokens {
 		if len(t) < 16 {
-			return &Error{Key: fmt.Sprintf("auth.tokens[%d]", i), Msg: "a token must be at least 16 characters"}
-		}
-		if strings.ContainsAny(t, " \t\r\n\"") {
-			return &Error{Key: fmt.Sprintf("auth.tokens[%d]", i), Msg: "a token must not contain spaces or quotes"}
+			e.add(fmt.Sprintf("auth.tokens[%d]", i), "a token must be at least 16 characters")
+		} else if strings.ContainsAny(t, " \t\r\n\"") {
+			e.add(fmt.Sprintf("auth.tokens[%d]", i), "a token must not contain spaces or quotes")
 		}
 	}
-	return nil
+	return e.err()
 }
 
 func (c *Config) validateStream() error {
+	var e errList
 	s := c.Stream
 	if s.ClientBuffer < 16 || s.ClientBuffer > 1<<20 {
-		return &Error{Key: "stream.client_buffer", Msg: fmt.Sprintf("%d is out of range: from 16 to 1048576 events", s.ClientBuffer)}
+		e.add("stream.client_buffer", fmt.Sprintf("%d is out of range: from 16 to 1048576 events", s.ClientBuffer))
 	}
 	if s.Heartbeat.Duration < 100*time.Millisecond {
-		return &Error{Key: "stream.heartbeat", Msg: "must be at least 100ms"}
+		e.add("stream.heartbeat", "must be at least 100ms")
 	}
 	if s.WriteTimeout.Duration < 100*time.Millisecond {
-		return &Error{Key: "stream.write_timeout", Msg: "must be at least 100ms"}
+		e.add("stream.write_timeout", "must be at least 100ms")
 	}
-	return nil
+	return e.err()
 }
 
 func is32bit() bool { return ^uint(0)>>32 == 0 }

@@ -179,18 +179,14 @@ func (m *MQTT) validate(key string) error {
 	index := 0
 	fmt.Sscanf(key, "mqtt[%d]", &index) //nolint:errcheck // key is always mqtt[i]
 	m.SetDefaults(index)
-	checks := []func(string) error{m.validateBroker, m.validateTopics, m.validateSession, m.validateTLS, m.validateLimits}
-	for _, f := range checks {
-		if err := f(key); err != nil {
-			return err
-		}
+	var e errList
+	for _, f := range []func(string) error{m.validateBroker, m.validateTopics, m.validateSession, m.validateTLS, m.validateLimits} {
+		e.addErr(f(key))
 	}
 	for i := range m.Map {
-		if err := m.Map[i].validate(fmt.Sprintf("%s.map[%d]", key, i)); err != nil {
-			return err
-		}
+		e.addErr(m.Map[i].validate(fmt.Sprintf("%s.map[%d]", key, i)))
 	}
-	return nil
+	return e.err()
 }
 
 func (m *MQTT) validateBroker(key string) error {
@@ -214,34 +210,37 @@ func (m *MQTT) validateTopics(key string) error {
 	if len(m.Topics) == 0 {
 		return &Error{Key: key + ".topics", Msg: "at least one topic filter is needed"}
 	}
+	var e errList
 	for i, t := range m.Topics {
 		if _, err := topic.ParseFilter(t); err != nil {
-			return &Error{Key: fmt.Sprintf("%s.topics[%d]", key, i), Msg: err.Error()}
+			e.add(fmt.Sprintf("%s.topics[%d]", key, i), err.Error())
 		}
 	}
-	return nil
+	return e.err()
 }
 
 func (m *MQTT) validateSession(key string) error {
+	var e errList
 	if q := *m.QoS; q < 0 || q > 2 {
-		return &Error{Key: key + ".qos", Msg: fmt.Sprintf("%d is not 0, 1 or 2", q)}
+		e.add(key+".qos", fmt.Sprintf("%d is not 0, 1 or 2", q))
 	}
 	if len(m.ClientID) > 65535 || !utf8.ValidString(m.ClientID) {
-		return &Error{Key: key + ".client_id", Msg: "must be UTF-8 and at most 65535 bytes"}
+		e.add(key+".client_id", "must be UTF-8 and at most 65535 bytes")
 	}
 	if m.Password != "" && m.Username == "" {
-		return &Error{Key: key + ".password", Msg: "a password needs a username (MQTT 3.1.1)"}
+		e.add(key+".password", "a password needs a username (MQTT 3.1.1)")
 	}
-	return nil
+	return e.err()
 }
 
 func (m *MQTT) validateTLS(key string) error {
+	var e errList
 	if (m.CertFile == "") != (m.KeyFile == "") {
 		k := key + ".key_file"
 		if m.CertFile == "" {
 			k = key + ".cert_file"
 		}
-		return &Error{Key: k, Msg: "cert_file and key_file are set together or both left empty"}
+		e.add(k, "cert_file and key_file are set together or both left empty")
 	}
 	usesTLS := m.CAFile != "" || m.CertFile != "" || m.InsecureSkipVerify
 	scheme, _, _ := strings.Cut(m.Broker, "://")
@@ -249,7 +248,7 @@ func (m *MQTT) validateTLS(key string) error {
 	case "ssl", "tls", "mqtts", "wss":
 	default:
 		if usesTLS {
-			return &Error{Key: key + ".broker", Msg: fmt.Sprintf("TLS options are set but %q is not a TLS URL (ssl:// or wss://)", m.Broker)}
+			e.add(key+".broker", fmt.Sprintf("TLS options are set but %q is not a TLS URL (ssl:// or wss://)", m.Broker))
 		}
 	}
 	for _, f := range []struct{ name, path string }{{"ca_file", m.CAFile}, {"cert_file", m.CertFile}, {"key_file", m.KeyFile}} {
@@ -257,63 +256,63 @@ func (m *MQTT) validateTLS(key string) error {
 			continue
 		}
 		if _, err := os.Stat(f.path); err != nil {
-			return &Error{Key: key + "." + f.name, Msg: err.Error()}
+			e.add(key+"."+f.name, err.Error())
 		}
 	}
-	return nil
+	return e.err()
 }
 
 func (m *MQTT) validateLimits(key string) error {
+	var e errList
 	if k := m.Keepalive.Duration; k < time.Second || k > 65535*time.Second {
-		return &Error{Key: key + ".keepalive", Msg: fmt.Sprintf("%s is out of range: from 1s to 18h12m15s", k)}
+		e.add(key+".keepalive", fmt.Sprintf("%s is out of range: from 1s to 18h12m15s", k))
 	}
 	if m.MaxPayload < 1 || m.MaxPayload > maxMQTTPayload {
-		return &Error{Key: key + ".max_payload", Msg: fmt.Sprintf("%s is out of range: from 1B to %s", m.MaxPayload, maxMQTTPayload)}
+		e.add(key+".max_payload", fmt.Sprintf("%s is out of range: from 1B to %s", m.MaxPayload, maxMQTTPayload))
 	}
 	if m.MaxTopics < 1 || m.MaxTopics > 1_000_000 {
-		return &Error{Key: key + ".max_topics", Msg: fmt.Sprintf("%d is out of range: from 1 to 1000000", m.MaxTopics)}
+		e.add(key+".max_topics", fmt.Sprintf("%d is out of range: from 1 to 1000000", m.MaxTopics))
 	}
 	if n := *m.AckBatch; n < 0 || n > 65535 {
-		return &Error{Key: key + ".ack_batch", Msg: fmt.Sprintf("%d is out of range: from 0 (off) to 65535", n)}
+		e.add(key+".ack_batch", fmt.Sprintf("%d is out of range: from 0 (off) to 65535", n))
 	}
 	if d := m.AckDelay.Duration; d < 0 || d > time.Minute {
-		return &Error{Key: key + ".ack_delay", Msg: fmt.Sprintf("%s is out of range: from 0s (off) to 1m", d)}
+		e.add(key+".ack_delay", fmt.Sprintf("%s is out of range: from 0s (off) to 1m", d))
 	}
 	if r := m.ReconnectMax.Duration; r < 100*time.Millisecond || r > time.Hour {
-		return &Error{Key: key + ".reconnect_max", Msg: fmt.Sprintf("%s is out of range: from 100ms to 1h", r)}
+		e.add(key+".reconnect_max", fmt.Sprintf("%s is out of range: from 100ms to 1h", r))
 	}
-	return nil
+	return e.err()
 }
 
 func (mm *MQTTMap) validate(key string) error {
+	var e errList
 	if mm.Topic == "" {
-		return &Error{Key: key + ".topic", Msg: "is required: the topic filter this mapping applies to"}
-	}
-	if _, err := topic.ParseFilter(mm.Topic); err != nil {
-		return &Error{Key: key + ".topic", Msg: err.Error()}
+		e.add(key+".topic", "is required: the topic filter this mapping applies to")
+	} else if _, err := topic.ParseFilter(mm.Topic); err != nil {
+		e.add(key+".topic", err.Error())
 	}
 	if err := validUnit(mm.Unit); err != nil {
-		return &Error{Key: key + ".unit", Msg: err.Error()}
+		e.add(key+".unit", err.Error())
 	}
 	if mm.Unit != "" && len(mm.Fields) > 0 {
-		return &Error{Key: key + ".unit", Msg: "set a unit per field in fields, or unit for the whole payload, not both"}
+		e.add(key+".unit", "set a unit per field in fields, or unit for the whole payload, not both")
 	}
 	paths := make([]string, 0, len(mm.Fields))
 	for p := range mm.Fields {
 		paths = append(paths, p)
 	}
-	sort.Strings(paths) // report the same error every time
+	sort.Strings(paths) // report the same errors every time
 	for _, path := range paths {
 		unit := mm.Fields[path]
 		fk := key + ".fields." + path
 		if err := ValidFieldPath(path); err != nil {
-			return &Error{Key: fk, Msg: err.Error()}
-		}
-		if err := validUnit(unit); err != nil {
-			return &Error{Key: fk, Msg: err.Error()}
+			e.add(fk, err.Error())
+		} else if err := validUnit(unit); err != nil {
+			e.add(fk, err.Error())
 		}
 	}
-	return nil
+	return e.err()
 }
 
 // ValidFieldPath checks a JSON field path of a mapping: dot-separated,

@@ -97,7 +97,7 @@ func TestMQTTValidationErrors(t *testing.T) {
 		{"max_topics", ok + "max_topics = -1\n", "mqtt[0].max_topics", 4, "out of range"},
 		{"reconnect_max", ok + "reconnect_max = \"2h\"\n", "mqtt[0].reconnect_max", 4, "out of range"},
 		{"ack_batch", ok + "ack_batch = -1\n", "mqtt[0].ack_batch", 4, "out of range"},
-		{"unknown key", ok + "qos_level = 1\n", "mqtt.qos_level", 4, "unknown key"},
+		{"unknown key", ok + "qos_level = 1\n", "mqtt[0].qos_level", 4, "unknown key"},
 		// Lines 4 on: [[mqtt.map]], then its keys.
 		{"map without topic", ok + "[[mqtt.map]]\nunit = \"bar\"\n", "mqtt[0].map[0].topic", 4, "is required"},
 		{"map bad filter", ok + "[[mqtt.map]]\ntopic = \"a+\"\n", "mqtt[0].map[0].topic", 5, "whole level"},

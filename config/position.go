@@ -28,8 +28,25 @@ func (p positions) line(key string) int {
 	return 0
 }
 
+// expr is one top-level expression of a document: a key/value or a
+// table header, the line its key is on, and its resolved dotted key.
+type expr struct {
+	line int
+	key  string
+	kv   bool
+}
+
+// indexPositions maps the keys of a document to their lines.
 func indexPositions(data []byte) (positions, error) {
+	pos, _, err := indexDocument(data)
+	return pos, err
+}
+
+// indexDocument maps the keys of a document to their lines and lists its
+// top-level expressions in order.
+func indexDocument(data []byte) (positions, []expr, error) {
 	pos := positions{}
+	var exprs []expr
 	arrays := map[string]int{} // resolved array-of-tables path -> count seen
 	var p unstable.Parser
 	p.Reset(data)
@@ -40,15 +57,17 @@ func indexPositions(data []byte) (positions, error) {
 		case unstable.Table, unstable.ArrayTable:
 			table = resolveTable(keyParts(e.Key()), e.Kind == unstable.ArrayTable, arrays)
 			pos[table] = keyLine(&p, e)
+			exprs = append(exprs, expr{line: pos[table], key: table})
 		case unstable.KeyValue:
 			key := strings.Join(keyParts(e.Key()), ".")
 			if table != "" {
 				key = table + "." + key
 			}
 			pos[key] = keyLine(&p, e)
+			exprs = append(exprs, expr{line: pos[key], key: key, kv: true})
 		}
 	}
-	return pos, p.Error()
+	return pos, exprs, p.Error()
 }
 
 // resolveTable turns a table header into the path validation uses, with

@@ -73,12 +73,12 @@ func defaultSystemSensor() Sensor {
 
 // validate checks the block and fills in defaults; key is "sensor[i]".
 func (s *Sensor) validate(key string) error {
-	if err := s.validateCommon(key); err != nil {
-		return err
+	var e errList
+	if err := s.validateKind(key); err != nil {
+		return err // the other checks depend on the kind
 	}
-	if err := s.refuseForeignKeys(key); err != nil {
-		return err
-	}
+	e.addErr(s.validateCommon(key))
+	e.addErr(s.refuseForeignKeys(key))
 	switch s.Kind {
 	case "system":
 		s.SysRoot = orDefault(s.SysRoot, DefaultSysRoot)
@@ -88,39 +88,41 @@ func (s *Sensor) validate(key string) error {
 	case "ds18b20":
 		s.W1Root = orDefault(s.W1Root, DefaultW1Root)
 	case "bme280", "bmp280":
-		return s.validateAddress(key, 0x76, 0x76, 0x77)
+		e.addErr(s.validateAddress(key, 0x76, 0x76, 0x77))
 	case "ads1115":
-		if err := s.validateAddress(key, 0x48, 0x48, 0x4B); err != nil {
-			return err
-		}
-		return s.validateChannels(key)
+		e.addErr(s.validateAddress(key, 0x48, 0x48, 0x4B))
+		e.addErr(s.validateChannels(key))
 	case "gpio":
-		return s.validatePins(key)
+		e.addErr(s.validatePins(key))
 	}
-	return nil
+	return e.err()
+}
+
+func (s *Sensor) validateKind(key string) error {
+	switch s.Kind {
+	case "system", "thermal", "bme280", "bmp280", "ds18b20", "ads1115", "gpio":
+		return nil
+	case "":
+		return &Error{Key: key + ".kind", Msg: "is required"}
+	}
+	return &Error{Key: key + ".kind", Msg: fmt.Sprintf("unknown sensor kind %q (want system, thermal, bme280, bmp280, ds18b20, ads1115 or gpio)", s.Kind)}
 }
 
 func (s *Sensor) validateCommon(key string) error {
-	switch s.Kind {
-	case "system", "thermal", "bme280", "bmp280", "ds18b20", "ads1115", "gpio":
-	case "":
-		return &Error{Key: key + ".kind", Msg: "is required"}
-	default:
-		return &Error{Key: key + ".kind", Msg: fmt.Sprintf("unknown sensor kind %q (want system, thermal, bme280, bmp280, ds18b20, ads1115 or gpio)", s.Kind)}
-	}
+	var e errList
 	if s.Name == "" {
 		s.Name = s.Kind
 	}
 	if err := checkQuantity(s.Name); err != nil {
-		return &Error{Key: key + ".name", Msg: err.Error()}
+		e.add(key+".name", err.Error())
 	}
 	if s.Interval.Duration == 0 {
 		s.Interval.Duration = time.Second
 	}
 	if s.Interval.Duration < 10*time.Millisecond || s.Interval.Duration > 24*time.Hour {
-		return &Error{Key: key + ".interval", Msg: fmt.Sprintf("%s is out of range: from 10ms to 24h", s.Interval)}
+		e.add(key+".interval", fmt.Sprintf("%s is out of range: from 10ms to 24h", s.Interval))
 	}
-	return nil
+	return e.err()
 }
 
 // refuseForeignKeys rejects kind-specific keys set on another kind: a
@@ -140,12 +142,13 @@ func (s *Sensor) refuseForeignKeys(key string) error {
 		{"disk_path", s.DiskPath != "", "system"},
 		{"pin", len(s.Pins) > 0, "gpio"},
 	}
+	var e errList
 	for _, f := range set {
 		if f.isSet && !strings.Contains(" "+f.kinds+" ", " "+s.Kind+" ") {
-			return &Error{Key: key + "." + f.name, Msg: fmt.Sprintf("does not apply to kind %q (only to %s)", s.Kind, strings.ReplaceAll(f.kinds, " ", ", "))}
+			e.add(key+"."+f.name, fmt.Sprintf("does not apply to kind %q (only to %s)", s.Kind, strings.ReplaceAll(f.kinds, " ", ", ")))
 		}
 	}
-	return nil
+	return e.err()
 }
 
 func (s *Sensor) validateAddress(key string, def, lo, hi int) error {
@@ -162,19 +165,18 @@ func (s *Sensor) validateChannels(key string) error {
 	if len(s.Channels) == 0 {
 		return &Error{Key: key + ".channel", Msg: "an ads1115 needs at least one [[sensor.channel]]"}
 	}
+	var e errList
 	names := map[string]bool{}
 	for i := range s.Channels {
 		ck := fmt.Sprintf("%s.channel[%d]", key, i)
 		c := &s.Channels[i]
-		if err := c.validate(ck); err != nil {
-			return err
-		}
+		e.addErr(c.validate(ck))
 		if names[c.Name] {
-			return &Error{Key: ck + ".name", Msg: fmt.Sprintf("channel name %q is used twice", c.Name)}
+			e.add(ck+".name", fmt.Sprintf("channel name %q is used twice", c.Name))
 		}
 		names[c.Name] = true
 	}
-	return nil
+	return e.err()
 }
 
 // ADCGains are the ads1115 programmable gains and their full-scale ranges
@@ -194,78 +196,79 @@ func (c *ADCChannel) FullScale() float64 {
 }
 
 func (c *ADCChannel) validate(key string) error {
+	var e errList
 	if c.Input < 0 || c.Input > 3 {
-		return &Error{Key: key + ".input", Msg: fmt.Sprintf("%d is not an input from 0 to 3", c.Input)}
+		e.add(key+".input", fmt.Sprintf("%d is not an input from 0 to 3", c.Input))
 	}
 	if c.Gain == 0 {
 		c.Gain = 1
 	}
 	if c.FullScale() == 0 {
-		return &Error{Key: key + ".gain", Msg: fmt.Sprintf("%g is not an ads1115 gain: 0.6667 (2/3), 1, 2, 4, 8 or 16", c.Gain)}
+		e.add(key+".gain", fmt.Sprintf("%g is not an ads1115 gain: 0.6667 (2/3), 1, 2, 4, 8 or 16", c.Gain))
 	}
 	if c.Scale == 0 {
 		c.Scale = 1
 	}
 	if !finite(c.Scale) || !finite(c.Offset) {
-		return &Error{Key: key + ".scale", Msg: "scale and offset must be finite numbers"}
+		e.add(key+".scale", "scale and offset must be finite numbers")
 	}
 	if c.Unit == "" {
 		c.Unit = "V"
 	}
 	if len(c.Unit) > 64 {
-		return &Error{Key: key + ".unit", Msg: "is longer than 64 bytes"}
+		e.add(key+".unit", "is longer than 64 bytes")
 	}
 	if c.Name == "" {
 		c.Name = fmt.Sprintf("ch%d", c.Input)
 	}
 	if err := checkQuantity(c.Name); err != nil {
-		return &Error{Key: key + ".name", Msg: err.Error()}
+		e.add(key+".name", err.Error())
 	}
-	return nil
+	return e.err()
 }
 
 func (s *Sensor) validatePins(key string) error {
 	if len(s.Pins) == 0 {
 		return &Error{Key: key + ".pin", Msg: "a gpio sensor needs at least one [[sensor.pin]]"}
 	}
+	var e errList
 	names := map[string]bool{}
 	for i := range s.Pins {
 		pk := fmt.Sprintf("%s.pin[%d]", key, i)
 		p := &s.Pins[i]
-		if err := p.validate(pk); err != nil {
-			return err
-		}
+		e.addErr(p.validate(pk))
 		if names[p.Name] {
-			return &Error{Key: pk + ".name", Msg: fmt.Sprintf("pin name %q is used twice", p.Name)}
+			e.add(pk+".name", fmt.Sprintf("pin name %q is used twice", p.Name))
 		}
 		names[p.Name] = true
 	}
-	return nil
+	return e.err()
 }
 
 func (p *GPIOPin) validate(key string) error {
+	var e errList
 	if p.Pin == "" {
-		return &Error{Key: key + ".pin", Msg: "is required (for example \"GPIO17\")"}
+		e.add(key+".pin", "is required (for example \"GPIO17\")")
 	}
 	if p.Name == "" {
 		p.Name = p.Pin
 	}
-	if err := checkQuantity(p.Name); err != nil {
-		return &Error{Key: key + ".name", Msg: err.Error()}
+	if err := checkQuantity(p.Name); err != nil && p.Pin != "" {
+		e.add(key+".name", err.Error())
 	}
 	switch p.Pull {
 	case "", "up", "down", "none":
 	default:
-		return &Error{Key: key + ".pull", Msg: fmt.Sprintf("%q is not up, down or none", p.Pull)}
+		e.add(key+".pull", fmt.Sprintf("%q is not up, down or none", p.Pull))
 	}
 	switch p.Edge {
 	case "":
 		p.Edge = "both"
 	case "both", "rising", "falling", "none":
 	default:
-		return &Error{Key: key + ".edge", Msg: fmt.Sprintf("%q is not both, rising, falling or none", p.Edge)}
+		e.add(key+".edge", fmt.Sprintf("%q is not both, rising, falling or none", p.Edge))
 	}
-	return nil
+	return e.err()
 }
 
 // checkQuantity accepts a topic level (or levels) usable in <name>/<quantity>.

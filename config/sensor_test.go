@@ -110,8 +110,8 @@ func TestSensorErrors(t *testing.T) {
 		{"foreign channel", "[[sensor]]\nkind = \"thermal\"\n[[sensor.channel]]\ninput = 1\n", "sensor[0].channel", 1, "does not apply"},
 		{"ads no channel", "[[sensor]]\nkind = \"ads1115\"\n", "sensor[0].channel", 1, "at least one"},
 		{"gpio no pin", "[[sensor]]\nkind = \"gpio\"\n", "sensor[0].pin", 1, "at least one"},
-		{"unknown key", "[[sensor]]\nkind = \"system\"\nfrobnicate = 1\n", "sensor.frobnicate", 3, "unknown"},
-		{"bus as number", "[[sensor]]\nkind = \"bme280\"\nbus = 1\n", "sensor.bus", 3, ""},
+		{"unknown key", "[[sensor]]\nkind = \"system\"\nfrobnicate = 1\n", "sensor[0].frobnicate", 3, "unknown"},
+		{"bus as number", "[[sensor]]\nkind = \"bme280\"\nbus = 1\n", "sensor[0].bus", 3, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,7 +1,6 @@
 package ingest
 
 import (
-	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -9,7 +8,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"log/slog"
 	"math/big"
 	"net"
 	"os"
@@ -154,23 +152,5 @@ func TestMQTTRetainedNotDuplicated(t *testing.T) {
 	recs := waitRecords(t, l, 2)
 	if len(recs) != 2 || string(recs[0].Value) != "5" || string(recs[1].Value) != "6" {
 		t.Errorf("records %v, want 5 then 6", recs)
-	}
-}
-
-func TestRateLog(t *testing.T) {
-	var buf bytes.Buffer
-	r := newRateLog(slog.New(slog.NewTextHandler(&buf, nil)), time.Hour)
-	for range 100 {
-		r.warn("oversized", "payload refused")
-	}
-	r.warn("bad_topic", "topic refused")
-	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
-	if len(lines) != 2 {
-		t.Fatalf("got %d log lines, want one per reason:\n%s", len(lines), buf.String())
-	}
-	r.last["oversized"] = time.Now().Add(-2 * time.Hour) // the period has passed
-	r.warn("oversized", "payload refused")
-	if !strings.Contains(buf.String(), "suppressed=99") {
-		t.Errorf("the next line does not count the 99 suppressed:\n%s", buf.String())
 	}
 }

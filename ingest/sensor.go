@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/eddy-iot/eddy/config"
+	"github.com/eddy-iot/eddy/ratelog"
 	"github.com/eddy-iot/eddy/ringlog"
 	"github.com/eddy-iot/eddy/sensors"
 	"github.com/eddy-iot/eddy/topic"
@@ -99,10 +100,9 @@ type sensorLoop struct {
 	now        func() time.Time
 	maxBackoff time.Duration
 
-	failures int       // consecutive total failures
-	status   string    // value of the last <name>/status record
-	lastLog  time.Time // last warning about this sensor
-	quiet    int       // warnings not logged since lastLog
+	failures int             // consecutive total failures
+	status   string          // value of the last <name>/status record
+	warnings *ratelog.Logger // one budget for every warning about this sensor
 	// failLogged: a failure was logged and its recovery not yet; a
 	// recovery is logged only then, so a flapping sensor logs at most
 	// two lines per sensorLogEvery.
@@ -164,9 +164,10 @@ func (s *Sensors) newLoop(c config.Sensor, o *sensorOptions) (*sensorLoop, error
 	if err != nil {
 		return nil, err
 	}
+	logger := s.logger.With("sensor", c.Name, "kind", c.Kind)
 	return &sensorLoop{
 		cfg: c, sensor: sn, log: s.log, now: o.env.Now, maxBackoff: o.maxBackoff,
-		logger: s.logger.With("sensor", c.Name, "kind", c.Kind),
+		logger: logger, warnings: ratelog.New(logger, sensorLogEvery),
 		health: SensorHealth{Name: c.Name, Kind: c.Kind},
 	}, nil
 }
@@ -218,6 +219,7 @@ func (s *Sensors) Health() []SensorHealth {
 }
 
 func (l *sensorLoop) run(ctx context.Context) {
+	defer l.warnings.Stop()
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
@@ -365,16 +367,7 @@ func (l *sensorLoop) report(err error, retry time.Duration) {
 // warnRateLimited logs at most once per sensorLogEvery for this sensor,
 // counting what it suppressed; it reports whether it logged.
 func (l *sensorLoop) warnRateLimited(msg string, args ...any) bool {
-	if !l.lastLog.IsZero() && time.Since(l.lastLog) < sensorLogEvery {
-		l.quiet++
-		return false
-	}
-	if l.quiet > 0 {
-		args = append(args, "suppressed", l.quiet)
-	}
-	l.logger.Warn(msg, args...)
-	l.lastLog, l.quiet = time.Now(), 0
-	return true
+	return l.warnings.Warn("sensor", msg, args...)
 }
 
 // sensorTruncate cuts s to at most n bytes without splitting a character.

@@ -159,3 +159,23 @@ eddy_http3_sent_bytes_total 1.2e+06
 		t.Errorf("stats read %d times in one scrape, want 1", scrapes)
 	}
 }
+
+func TestRefusalMetrics(t *testing.T) {
+	reg := Registry()
+	RegisterRefusals(reg, func() map[string]uint64 {
+		return map[string]uint64{server.RefusedNoCredentials: 1091, server.RefusedAuthThrottled: 3}
+	})
+	want := `
+# HELP eddy_http_refused_total Requests refused, by reason: no_credentials, bad_token, bad_session, login_failed (401); auth_throttled, host_limit (429).
+# TYPE eddy_http_refused_total counter
+eddy_http_refused_total{reason="auth_throttled"} 3
+eddy_http_refused_total{reason="bad_session"} 0
+eddy_http_refused_total{reason="bad_token"} 0
+eddy_http_refused_total{reason="host_limit"} 0
+eddy_http_refused_total{reason="login_failed"} 0
+eddy_http_refused_total{reason="no_credentials"} 1091
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "eddy_http_refused_total"); err != nil {
+		t.Error(err)
+	}
+}

@@ -135,8 +135,8 @@ func (a *authenticator) tokenIndex(t string) int {
 
 // method names how r authenticated, or "" when it did not.
 func (a *authenticator) method(r *http.Request) string {
-	if a.certAuth && r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
-		return "client-certificate"
+	if m := a.methodWithoutTokens(r); m != "" {
+		return m
 	}
 	if t, ok := bearer(r.Header.Get("Authorization")); ok && a.tokenIndex(t) >= 0 {
 		return "bearer"
@@ -144,10 +144,32 @@ func (a *authenticator) method(r *http.Request) string {
 	if t := r.URL.Query().Get("access_token"); t != "" && a.tokenIndex(t) >= 0 {
 		return "access_token"
 	}
+	return ""
+}
+
+// methodWithoutTokens is method without checking tokens, which cannot be
+// guessed by a throttled address: a client certificate or a session.
+func (a *authenticator) methodWithoutTokens(r *http.Request) string {
+	if a.certAuth && r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+		return "client-certificate"
+	}
 	if c, err := r.Cookie(SessionCookie); err == nil && a.validSession(c.Value) {
 		return "session"
 	}
 	return ""
+}
+
+// whyNot names what an unauthenticated request got wrong (a Refused*
+// reason): a token that is wrong, a session that is not valid, or no
+// credentials at all.
+func whyNot(r *http.Request) string {
+	if _, ok := bearer(r.Header.Get("Authorization")); ok || r.URL.Query().Has("access_token") {
+		return RefusedBadToken
+	}
+	if _, err := r.Cookie(SessionCookie); err == nil {
+		return RefusedBadSession
+	}
+	return RefusedNoCredentials
 }
 
 func bearer(h string) (string, bool) {
@@ -222,6 +244,11 @@ func loginToken(w http.ResponseWriter, r *http.Request) (tok string, isJSON bool
 // handleLogin checks a token and sets the session cookie: 204 for JSON,
 // a redirect to / for a form.
 func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
+	addr := remoteHost(r)
+	if wait := s.throttle.blocked(addr); wait > 0 {
+		s.tooManyFailures(w, r, wait)
+		return
+	}
 	tok, isJSON, err := loginToken(w, r)
 	if err != nil {
 		http.Error(w, "login: "+err.Error(), http.StatusBadRequest)
@@ -229,10 +256,12 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	idx := s.auth.tokenIndex(tok)
 	if idx < 0 {
-		s.log.Info("server: login refused", "remote", r.RemoteAddr)
+		s.throttle.fail(addr)
+		s.refuse(r, RefusedLoginFailed)
 		unauthorized(w, r)
 		return
 	}
+	s.throttle.forget(addr)
 	val, exp := s.auth.newSession(idx)
 	http.SetCookie(w, &http.Cookie{
 		Name: SessionCookie, Value: val, Path: "/", Expires: exp,
@@ -269,15 +298,35 @@ func isOpen(path string) bool {
 	return false
 }
 
-// requireAuth answers 401 to requests without valid credentials.
+// requireAuth answers 401 to requests without valid credentials, and 429
+// to an address that sent too many wrong tokens: while it is blocked its
+// tokens are not even checked (its sessions and client certificates
+// still work, so one guesser behind a shared address does not lock out
+// the dashboards already logged in there).
 func (s *Server) requireAuth(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if isOpen(r.URL.Path) || s.auth.method(r) != "" {
+		if isOpen(r.URL.Path) {
 			next.ServeHTTP(w, r)
 			return
 		}
-		// The path only: a wrong access_token in the query stays out of logs.
-		s.log.Info("server: unauthorized", "path", r.URL.Path, "remote", r.RemoteAddr)
+		addr := remoteHost(r)
+		if wait := s.throttle.blocked(addr); wait > 0 {
+			if s.auth.methodWithoutTokens(r) != "" {
+				next.ServeHTTP(w, r)
+				return
+			}
+			s.tooManyFailures(w, r, wait)
+			return
+		}
+		if s.auth.method(r) != "" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		reason := whyNot(r)
+		if reason == RefusedBadToken {
+			s.throttle.fail(addr)
+		}
+		s.refuse(r, reason)
 		unauthorized(w, r)
 	})
 }

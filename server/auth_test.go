@@ -19,7 +19,8 @@ import (
 var protected = []string{"/", "/api/series", "/api/history", "/events", "/metrics", "/no-such-page"}
 
 func TestAuthRequiredOnEveryProtectedEndpoint(t *testing.T) {
-	e := startServer(t, func(o *Options) {})
+	// Many wrong tokens from one address: throttling is TestAuthFailuresThrottled's.
+	e := startServer(t, func(o *Options) { o.AuthFailures = 1000 })
 	e.srv.Handle("GET /metrics", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("m 1\n")) }))
 	for _, p := range protos {
 		t.Run(p.name, func(t *testing.T) {

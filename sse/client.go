@@ -1,6 +1,7 @@
 package sse
 
 import (
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -173,17 +174,42 @@ func (c *client) compactRated() {
 // whether the stream must catch up from the log afterwards. In rate mode,
 // wait is how long until the head of the queue may go.
 func (c *client) take(out []*event, now time.Time) (evs []*event, g gap, detached bool, wait time.Duration) {
+	evs, g, detached, wait, _ = c.takeUpTo(out, now, math.MaxInt)
+	return evs, g, detached, wait
+}
+
+// takeUpTo is take for a writer that writes at most maxBytes of frames
+// at once (and at least one event): the rest stays queued, where it goes
+// on collapsing to the latest value of each topic, and more reports it.
+// A slow client so gets fresh values rather than a backlog it took long
+// ago. A detached client takes everything: it then reads the log after
+// the cursor, past every queued event.
+func (c *client) takeUpTo(out []*event, now time.Time, maxBytes int) (evs []*event, g gap, detached bool, wait time.Duration, more bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	g, c.gap = c.gap, gap{}
 	out = out[:0]
 	if c.p.interval > 0 {
 		evs, wait = c.takeRated(out, now)
-		return evs, g, false, wait
+		return evs, g, false, wait, false
 	}
-	// Swap buffers: the writer's spare becomes the queue.
-	evs, c.queue = c.queue, out
-	return evs, g, c.detached, 0
+	q := c.queue
+	n, size := 0, 0
+	for ; n < len(q) && !c.detached; n++ {
+		if size += len(q[n].frame); size > maxBytes && n > 0 {
+			break
+		}
+	}
+	if n >= len(q) || c.detached {
+		// Swap buffers: the writer's spare becomes the queue.
+		evs, c.queue = q, out
+		return evs, g, c.detached, 0, false
+	}
+	out = append(out, q[:n]...)
+	k := copy(q, q[n:])
+	clear(q[k:])
+	c.queue = q[:k]
+	return out, g, false, 0, true
 }
 
 // takeRated takes events from the head of the queue while their topic's

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"sync"
@@ -64,7 +65,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodHead {
 		return
 	}
-	s := &stream{h: h, dst: newDst(w), c: newClient(p, h.opt.ClientBuffer, h.m), back: make(chan struct{}, 1)}
+	s := &stream{h: h, dst: newDst(w), c: newClient(p, h.opt.ClientBuffer, h.m), back: make(chan struct{}, 1), armed: make(chan struct{}, 1)}
 	defer func() { s.dst.close(errors.Is(err, errWrite)) }()
 	// HTTP/1.1 carries one stream per connection: nothing to share.
 	if key := r.Context().Value(connKey{}); key != nil && p.interval == 0 && r.ProtoMajor >= 2 {
@@ -73,8 +74,14 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	err = s.run(r.Context())
 	h.detach(s.c)
-	if err != nil {
+	switch {
+	case err == nil:
+	case errors.Is(err, errWrite):
+		// The client left or stopped reading: counted in WriteErrors.
 		h.lg.Debug("sse: stream ended", "remote", r.RemoteAddr, "err", err)
+	default:
+		// Not the client's doing: a broken invariant or a failing log.
+		h.lg.Warn("sse: stream ended", "remote", r.RemoteAddr, "err", err)
 	}
 }
 
@@ -92,6 +99,11 @@ type stream struct {
 	c    *client
 	cw   *connWriter   // the connection's writer; nil: the stream writes its own
 	back chan struct{} // cap 1: the writer handed the stream back
+	// armed (cap 1) tells the handler that the connection's writer armed a
+	// write deadline, so that its idle timer lifts it in time: HTTP/2
+	// resets a stream whose deadline passes even with no write pending,
+	// and a stream waits without writing while its writer serves others.
+	armed chan struct{}
 
 	queued bool // in cw's ready list; under cw.mu
 
@@ -104,6 +116,7 @@ type stream struct {
 	buf        []byte           // small frames, replayed events
 	out        []*event         // the writer's half of the client's queue
 	recs       []ringlog.Record // replay scratch
+	take       int              // bytes of queued events to take per write (takeLimit); 0: maxTake
 	lastWrite  time.Time        // when the last flush succeeded
 	deadline   time.Time        // write deadline in force; zero: none
 	noDeadline bool             // the ResponseWriter cannot set deadlines
@@ -117,6 +130,12 @@ func (s *stream) run(ctx context.Context) error {
 	// that has seen the preamble gets every record appended after that.
 	if !s.c.p.resume {
 		s.h.attach(s.c, true)
+	}
+	if ctx.Err() != nil {
+		// Reset before it began (HTTP/2 rapid reset): arming a write
+		// deadline now would leave HTTP/2 a timer, and an RST_STREAM when
+		// it fires, for a stream the client already cancelled.
+		return nil
 	}
 	s.buf = appendRetry(s.buf[:0], s.h.opt.Retry, "eddy events")
 	if err := s.flushBuf(time.Now()); err != nil {
@@ -172,6 +191,15 @@ func (s *stream) run(ctx context.Context) error {
 				return err
 			}
 			idle.Reset(time.Until(idleAt))
+			continue
+		case <-s.armed:
+			s.mu.Lock()
+			at := s.idleAt()
+			s.mu.Unlock()
+			if at.Before(idleAt) {
+				idleAt = at
+				idle.Reset(time.Until(at))
+			}
 			continue
 		case <-s.back:
 			handed = false
@@ -301,14 +329,51 @@ func (s *stream) drain(ctx context.Context) (time.Duration, error) {
 // the client left live fan-out and, in rate mode, how long until more
 // may go.
 func (s *stream) writeQueued(now time.Time) (detached bool, wait time.Duration, err error) {
-	evs, g, detached, wait := s.c.take(s.out, now)
+	evs, g, detached, wait, more := s.c.takeUpTo(s.out, now, s.takeLimit())
 	s.out = evs
 	if len(evs) > 0 || g.dropped > 0 {
 		err = s.writeEvents(g, evs, now)
 		s.h.m.Delivered.Add(uint64(len(evs)))
 		clear(s.out) // release the frames
 	}
+	s.adaptTake(g.dropped > 0, more)
+	if more && err == nil {
+		s.c.signal() // the rest, after the connection's other streams
+	}
 	return detached, wait, err
+}
+
+// What a stream commits to one write is bounded, so that a slow client
+// is sent values that were the latest when it could take them, not a
+// backlog taken long before. A downsampled stream takes at most
+// downsampleTake bytes of queued events per write, and minTake once its
+// client fell behind (its queue collapsed: a gap); each write that
+// empties its queue doubles the limit back. An exact-mode stream never
+// drops, so it takes everything queued (at most ClientBuffer events).
+const (
+	minTake        = 4 << 10
+	downsampleTake = 16 << 10
+)
+
+func (s *stream) takeLimit() int {
+	switch {
+	case s.c.p.mode == modeExact:
+		return math.MaxInt
+	case s.take == 0:
+		return downsampleTake
+	}
+	return s.take
+}
+
+// adaptTake sets the next take limit: minTake after a gap, growing
+// again once the client keeps up.
+func (s *stream) adaptTake(behind, more bool) {
+	switch {
+	case behind:
+		s.take = minTake
+	case !more && s.take != 0:
+		s.take = min(downsampleTake, 2*s.take)
+	}
 }
 
 // writeEvents writes a gap (if any) and the events with one Write, then
@@ -469,18 +534,47 @@ const (
 	maxWriterBuf = 64 << 10
 )
 
-// writeBuf writes s.buf under a write deadline.
+// writePiece is the most a blocking write of an exact-mode stream hands
+// the transport at once, minTake that of any other: a client is dropped
+// when it accepts less than that in WriteTimeout. Exact streams move
+// more data; smaller pieces would cost HTTP/3 a DATA frame and a wait
+// for QUIC's sender each.
+const writePiece = 16 << 10
+
+func (s *stream) piece() int {
+	if s.c.p.mode == modeExact {
+		return writePiece
+	}
+	return minTake
+}
+
+// writeBuf writes s.buf under a write deadline. A write that must wait
+// goes in pieces, and each piece the client accepts moves the deadline
+// on: a client is dropped when it makes no progress for WriteTimeout,
+// not when a large write takes longer than that over a slow link.
 func (s *stream) writeBuf(now time.Time) error {
 	if err := s.arm(now); err != nil {
 		return err
 	}
-	if ok, err := s.dst.tryWrite(s.buf); err != nil {
-		return s.writeErr(err)
-	} else if ok {
-		return nil
+	// A slow stream does not queue ahead in QUIC: what waits there can no
+	// longer be replaced by a fresher value.
+	if s.takeLimit() > minTake {
+		if ok, err := s.dst.tryWrite(s.buf); err != nil {
+			return s.writeErr(err)
+		} else if ok {
+			return nil
+		}
 	}
-	if _, err := s.dst.Write(s.buf); err != nil {
-		return s.writeErr(err)
+	for p := s.buf; len(p) > 0; {
+		n := min(len(p), s.piece())
+		if _, err := s.dst.Write(p[:n]); err != nil {
+			return s.writeErr(err)
+		}
+		if p = p[n:]; len(p) > 0 {
+			if err := s.rearm(time.Now()); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
@@ -508,7 +602,23 @@ func (s *stream) arm(now time.Time) error {
 		return s.writeErr(err)
 	}
 	s.deadline = now.Add(wt)
+	if s.handed {
+		select {
+		case s.armed <- struct{}{}:
+		default:
+		}
+	}
 	return nil
+}
+
+// rearm moves the write deadline to WriteTimeout from now: the client
+// accepted a piece of a write that had to wait.
+func (s *stream) rearm(now time.Time) error {
+	if s.noDeadline {
+		return nil
+	}
+	s.deadline = time.Time{}
+	return s.arm(now)
 }
 
 // flush sends what was written.

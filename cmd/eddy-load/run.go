@@ -60,7 +60,12 @@ func run(ctx context.Context, f flags, logger *slog.Logger) error {
 			return err
 		}
 	}
-	if f.scenario == "upstream" || f.scenario == "all" {
+	if f.scenario == "hostile" {
+		if err := e.hostile(ctx); err != nil {
+			return err
+		}
+	}
+	if f.scenario == "upstream" {
 		if err := e.upstream(ctx); err != nil {
 			return err
 		}

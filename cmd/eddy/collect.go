@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -23,17 +22,23 @@ import (
 	"github.com/eddy-iot/eddy/upstream"
 )
 
+const collectNotes = `
+Follows every [[device]] of FILE (a collect.toml: see docs/upstream.md)
+over HTTP/3, HTTP/2 when QUIC does not get through, and publishes its
+records into NATS JetStream, each exactly once. Several collectors with
+the same FILE share the devices through leases. SIGHUP re-reads the
+device list; /metrics and /healthz are served on [collector] listen.`
+
 // collectCmd is `eddy collect --config FILE`: the fleet collector.
-func collectCmd(args []string, stderr io.Writer) int {
-	fs := flag.NewFlagSet("eddy collect", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func collectCmd(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("collect", stderr)
 	path := fs.String("config", "/etc/eddy/collect.toml", "collect.toml")
-	if err := fs.Parse(args); err != nil {
-		return exitConfig
+	pos, err := parseFlags(fs, "collect", collectNotes, args, stdout, stderr)
+	if err != nil {
+		return flagsExit(err)
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "eddy collect: unexpected argument %q\n", fs.Arg(0))
-		return exitConfig
+	if len(pos) > 0 {
+		return usageError(stderr, "collect", fmt.Sprintf("unexpected argument %q", pos[0]))
 	}
 	cfg, devices, err := loadCollect(*path)
 	if err != nil {

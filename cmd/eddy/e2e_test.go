@@ -374,6 +374,62 @@ func TestE2EKillRestartTail(t *testing.T) {
 	for name, tp := range map[string]*tailProc{"h2": h2, "h3": h3} {
 		checkTail(t, name, tp.stop(t), durable)
 	}
+	resumeAfterCleanRestart(t, cfgPath, base, dataDir, pub, lastSeq)
+}
+
+// resumeAfterCleanRestart starts eddy again after a clean stop and checks
+// what a collector sees: a resume from the last id stays open while
+// nothing is new (several heartbeats), and the next record continues the
+// numbering with no hole.
+func resumeAfterCleanRestart(t *testing.T, cfgPath, base, dataDir string, pub mqtt.Client, lastSeq uint64) {
+	d := startEddy(t, "--config", cfgPath)
+	waitHealthy(t, d, base, dataDir)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/events?mode=exact&topic=e2e/%23", nil)
+	req.Header.Set("Authorization", "Bearer "+e2eToken)
+	req.Header.Set("Last-Event-ID", strconv.FormatUint(lastSeq, 10))
+	tr := &http.Transport{TLSClientConfig: httpsClient(t, dataDir).Transport.(*http.Transport).TLSClientConfig, ForceAttemptHTTP2: true}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	lines := make(chan string, 64)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	quiet := time.After(3 * time.Second) // three heartbeats
+	for waiting := true; waiting; {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatal("after a clean restart, a resume from the last id ended while the log was quiet")
+			}
+			if strings.HasPrefix(l, "id:") {
+				t.Fatalf("resume from %d after a clean restart got %q before anything was published", lastSeq, l)
+			}
+		case <-quiet:
+			waiting = false
+		}
+	}
+	if tok := pub.Publish("e2e/after", 1, false, "1"); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("publish: %v", tok.Error())
+	}
+	for l := range lines {
+		if strings.HasPrefix(l, "id:") {
+			if got := strings.TrimSpace(strings.TrimPrefix(l, "id:")); got != strconv.FormatUint(lastSeq+1, 10) {
+				t.Errorf("after a clean restart the next id is %s, want %d (no hole)", got, lastSeq+1)
+			}
+			return
+		}
+	}
+	t.Fatal("the stream ended before the new record arrived")
 }
 
 func waitUntil(t *testing.T, limit time.Duration, what string, cond func() bool) {

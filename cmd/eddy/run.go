@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -27,14 +28,14 @@ import (
 // shutdownGrace bounds a graceful stop: DESIGN.md promises exit within 5 s.
 const shutdownGrace = 4 * time.Second
 
-func runCmd(args []string, stderr io.Writer) int {
-	f, err := parseRunFlags(args, stderr)
+func runCmd(args []string, stdout, stderr io.Writer) int {
+	f, err := parseRunFlags(args, stdout, stderr)
 	if err != nil {
-		return exitConfig
+		return flagsExit(err)
 	}
 	cfg, path, err := loadConfig(f)
 	if err != nil {
-		fmt.Fprintln(stderr, "eddy:", err)
+		printConfigError(stderr, "run", err)
 		return exitConfig
 	}
 	logger := newLogger(stderr)
@@ -43,6 +44,7 @@ func runCmd(args []string, stderr io.Writer) int {
 	} else {
 		logger.Info("config loaded", "path", path)
 	}
+	warnNothingRecorded(cfg, path, logger)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	hup := make(chan os.Signal, 1)
@@ -65,6 +67,17 @@ func runCmd(args []string, stderr io.Writer) int {
 		return exitFail
 	}
 	return exitOK
+}
+
+// warnNothingRecorded warns when the config has neither sensors nor MQTT:
+// legal (a device may only serve what its log holds), but more often a
+// config that forgot its [[sensor]] or [[mqtt]] blocks.
+func warnNothingRecorded(cfg *config.Config, path string, logger *slog.Logger) {
+	if len(cfg.Sensors) > 0 || len(cfg.MQTT) > 0 {
+		return
+	}
+	logger.Warn("the config has no [[sensor]] and no [[mqtt]] block: nothing will be recorded; "+
+		"add `[[sensor]] kind = \"system\"` or an [[mqtt]] block (see docs/config.md)", "path", path)
 }
 
 // configError marks a start-up failure caused by the configuration.
@@ -101,6 +114,9 @@ type daemon struct {
 // flush the ring log.
 func run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hup <-chan os.Signal, reload func() (*config.Config, error)) error {
 	d := &daemon{cfg: cfg, logger: logger}
+	if os.Getenv("GOMEMLIMIT") == "" { // an operator's GOMEMLIMIT wins
+		debug.SetMemoryLimit(int64(cfg.Server.MemoryLimit))
+	}
 	reg := metrics.Registry()
 	var err error
 	d.log, err = ringlog.Open(cfg.Storage.Dir, &ringlog.Options{
@@ -171,6 +187,7 @@ func run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hup <-cha
 		StatelessResetKey: resetKey,
 		SessionKey:        sessionKey,
 		MaxStreamsPerHost: cfg.Server.MaxStreamsPerHost,
+		MemoryLimit:       int64(cfg.Server.MemoryLimit),
 		Health:            d.health.ready,
 		Logger:            logger.With("component", "server"),
 	})
@@ -178,6 +195,8 @@ func run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hup <-cha
 		return err
 	}
 	metrics.RegisterQUIC(reg, d.srv.QUICStats)
+	metrics.RegisterDefense(reg, d.srv.DefenseStats)
+	metrics.RegisterRefusals(reg, d.srv.Refused)
 	d.srv.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	if err := d.srv.Start(); err != nil {
 		return err

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -44,48 +43,51 @@ type multiFlag []string
 func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
 func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
-func parseTailFlags(args []string, stderr io.Writer) (tailFlags, error) {
+const tailNotes = `
+URL is the device, e.g. https://pi.local:8443 (its /events is used), or
+a full /events URL with parameters. Trust the device with --ca (the
+device's <data>/tls/ca.pem, which ` + "`eddy cert`" + ` names) or pin its certificate
+with --fingerprint (from ` + "`eddy cert`" + ` on the device); a certificate tail
+cannot verify is an error (exit 1), not something to retry. The token
+comes from --token or $EDDY_TOKEN (` + "`eddy token`" + ` on the device prints it).
+Gaps are reported on stderr. Exit status 1 when the device refuses the
+token or the certificate, 2 for a bad command line.`
+
+func parseTailFlags(args []string, stdout, stderr io.Writer) (tailFlags, error) {
 	var f tailFlags
-	fs := flag.NewFlagSet("eddy tail", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Var((*multiFlag)(&f.topics), "topic", "topic filter with MQTT wildcards (repeatable; default #)")
-	fs.StringVar(&f.lastEventID, "last-event-id", "", "resume after this event id")
+	fs := newFlagSet("tail", stderr)
+	fs.Var((*multiFlag)(&f.topics), "topic", "`FILTER` with MQTT wildcards, e.g. 'system/#' (repeatable; default #)")
+	fs.StringVar(&f.lastEventID, "last-event-id", "", "resume after this event `ID`")
 	fs.BoolVar(&f.http3, "http3", false, "use HTTP/3 (QUIC) instead of HTTP/2")
-	fs.StringVar(&f.token, "token", os.Getenv("EDDY_TOKEN"), "access token (default $EDDY_TOKEN)")
-	fs.StringVar(&f.ca, "ca", "", "CA certificate file to trust (the device's ca.pem)")
-	fs.StringVar(&f.fingerprint, "fingerprint", "", "SHA-256 fingerprint of the device certificate to pin")
-	fs.StringVar(&f.mode, "mode", "exact", "stream mode: exact (never drops) or downsample")
+	fs.StringVar(&f.token, "token", os.Getenv("EDDY_TOKEN"), "access `TOKEN` (default $EDDY_TOKEN)")
+	fs.StringVar(&f.ca, "ca", "", "CA certificate `FILE` to trust (the device's <data>/tls/ca.pem)")
+	fs.StringVar(&f.fingerprint, "fingerprint", "", "`SHA256` fingerprint of the device certificate to pin (as eddy cert prints it)")
+	fs.StringVar(&f.mode, "mode", "exact", "stream `MODE`: exact (never drops) or downsample")
 	fs.DurationVar(&f.maxBackoff, "max-backoff", 30*time.Second, "longest wait between reconnects")
 	fs.DurationVar(&f.idle, "idle-timeout", 45*time.Second, "reconnect when nothing, not even a heartbeat, arrives for this long")
 	// Flags may come before or after the URL.
-	var pos []string
-	for len(args) > 0 {
-		if err := fs.Parse(args); err != nil {
-			return f, err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
+	pos, err := parseFlags(fs, "tail", tailNotes, args, stdout, stderr)
+	if err != nil {
+		return f, err
 	}
 	if len(pos) != 1 {
-		return f, errors.New("usage: eddy tail URL [--topic FILTER]... [--last-event-id ID] [--http3] [--token T] [--ca FILE | --fingerprint SHA256]")
+		usageError(stderr, "tail", "want exactly one URL")
+		return f, errors.New("want exactly one URL")
 	}
 	f.url = pos[0]
 	if f.lastEventID != "" {
 		if _, err := strconv.ParseUint(f.lastEventID, 10, 64); err != nil {
-			return f, fmt.Errorf("--last-event-id %q is not an event id", f.lastEventID)
+			fmt.Fprintf(stderr, "eddy tail: --last-event-id %q is not an event id\n", f.lastEventID)
+			return f, err
 		}
 	}
 	return f, nil
 }
 
 func tailCmd(args []string, stdout, stderr io.Writer) int {
-	f, err := parseTailFlags(args, stderr)
+	f, err := parseTailFlags(args, stdout, stderr)
 	if err != nil {
-		fmt.Fprintln(stderr, "eddy tail:", err)
-		return exitConfig
+		return flagsExit(err)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -96,7 +98,7 @@ func tailCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	defer t.close()
 	if err := t.run(ctx); err != nil && !errors.Is(err, context.Canceled) {
-		fmt.Fprintln(stderr, "eddy tail:", err)
+		fmt.Fprintln(stderr, "eddy tail:", strings.TrimPrefix(err.Error(), errFatal.Error()+": "))
 		return exitFail
 	}
 	return exitOK
@@ -115,7 +117,8 @@ type tailer struct {
 	retry  time.Duration
 }
 
-// errFatal marks answers that retrying cannot fix (401, 400, 404).
+// errFatal marks answers that retrying cannot fix (401, 400, 404, a
+// certificate that cannot be verified).
 var errFatal = errors.New("not retrying")
 
 func newTailer(f tailFlags, stdout, stderr io.Writer) (*tailer, error) {
@@ -226,6 +229,9 @@ func (t *tailer) stream(ctx context.Context) (bool, error) {
 	}
 	resp, err := t.client.Do(req)
 	if err != nil {
+		if cerr := certError(err, t.f, req.URL.Hostname()); cerr != nil {
+			return false, fmt.Errorf("%w: %w", errFatal, cerr)
+		}
 		return false, causeOr(ctx, err)
 	}
 	defer resp.Body.Close()
@@ -233,7 +239,9 @@ func (t *tailer) stream(ctx context.Context) (bool, error) {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		err := fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
 		switch resp.StatusCode {
-		case http.StatusUnauthorized, http.StatusForbidden, http.StatusBadRequest, http.StatusNotFound:
+		case http.StatusUnauthorized:
+			return false, fmt.Errorf("%w: %w\n  The device refused the token: pass the one `eddy token` prints on the device with --token or $EDDY_TOKEN", errFatal, err)
+		case http.StatusForbidden, http.StatusBadRequest, http.StatusNotFound:
 			return false, fmt.Errorf("%w: %w", errFatal, err)
 		}
 		return false, err
