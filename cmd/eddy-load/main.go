@@ -92,7 +92,7 @@ func parseFlags(args []string, stderr io.Writer) (flags, error) {
 	f := flags{out: os.Stdout}
 	fs := flag.NewFlagSet("eddy-load", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&f.scenario, "scenario", "stream", "stream, ingest, hostile, upstream or all (all: stream and ingest)")
+	fs.StringVar(&f.scenario, "scenario", "stream", "stream, ingest, hostile, upstream or all (all: stream, ingest and upstream)")
 	fs.DurationVar(&f.hostileFor, "hostile-for", 10*time.Second, "hostile: how long each attack class runs")
 	memcap := fs.Int64("memcap", 0, "hostile: run eddy in a memory cgroup of this many MiB (0: none)")
 	classes := fs.String("classes", "", "hostile: comma-separated classes to run (default: all)")

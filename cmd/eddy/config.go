@@ -97,12 +97,13 @@ func checkConfigCmd(args []string, stdout, stderr io.Writer) int {
 	if len(pos) != 1 {
 		return usageError(stderr, "check-config", "want exactly one FILE")
 	}
-	if data, rerr := os.ReadFile(pos[0]); rerr == nil && config.IsCollect(data) { // a collect.toml
+	if data, err := os.ReadFile(pos[0]); err == nil && config.IsCollect(data) {
+		// A collect.toml: the fleet collector's config.
 		if _, _, err := loadCollect(pos[0]); err != nil {
 			fmt.Fprintln(stderr, err)
 			return exitConfig
 		}
-		fmt.Fprintf(stdout, "%s: ok (eddy collect)\n", pos[0])
+		fmt.Fprintf(stdout, "%s: ok\n", pos[0])
 		return exitOK
 	}
 	cfg, err := config.Load(pos[0])
