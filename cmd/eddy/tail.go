@@ -305,7 +305,11 @@ func (t *tailer) handle(ev sseEvent) (bool, error) {
 		return false, nil // already printed before a reconnect
 	}
 	if !json.Valid([]byte(ev.data)) {
-		return false, fmt.Errorf("event %d: data is not JSON", id)
+		// Skip it rather than reconnect: the device would send the same
+		// event again, and a tail must never loop on one event.
+		fmt.Fprintf(t.stderr, "eddy tail: event %d: data is not JSON (%d bytes); skipped\n", id, len(ev.data))
+		t.last = id
+		return false, nil
 	}
 	t.out.WriteString(ev.data)
 	t.out.WriteByte('\n')

@@ -51,8 +51,20 @@ func TestTailPrintsEachIDOnce(t *testing.T) {
 	if !strings.Contains(errb.String(), "gap") {
 		t.Errorf("the gap was not reported on stderr: %q", errb.String())
 	}
-	if _, err := tl.handle(sseEvent{id: "11", data: "not json"}); err == nil {
-		t.Error("non-JSON data accepted")
+	// An event whose data is not JSON (say, nested deeper than a JSON
+	// parser takes) is reported and skipped, not retried forever.
+	deep := strings.Repeat("[", 10001) + strings.Repeat("]", 10001)
+	for _, data := range []string{"not json", deep} {
+		printed, err := tl.handle(sseEvent{id: "11", data: data})
+		if err != nil || printed {
+			t.Errorf("non-JSON data: printed %v, %v; want skipped", printed, err)
+		}
+	}
+	if !strings.Contains(errb.String(), "event 11: data is not JSON") || strings.Contains(out.String(), "not json") {
+		t.Errorf("the undecodable event was not reported on stderr and skipped: %q", errb.String())
+	}
+	if _, err := tl.handle(sseEvent{id: "12", event: "reading", data: `{"seq":12}`}); err != nil || !strings.HasSuffix(out.String(), "{\"seq\":12}\n") {
+		t.Errorf("the tail did not go on after the skipped event: %v %q", err, out.String())
 	}
 }
 
