@@ -227,7 +227,7 @@ func (l *Log) restoreBudget() {
 	if err := syscall.Statfs(filepath.Dir(l.path), &st); err != nil {
 		return
 	}
-	free := int64(st.Bavail) * st.Bsize
+	free := int64(st.Bavail) * int64(st.Bsize) // Bsize is int32 on linux/arm
 	if free > 2*(full-l.budget) {
 		l.log.Info("ring log: disk space is back; restoring the size bound", "bytes", full)
 		l.budget = full
