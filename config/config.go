@@ -42,6 +42,9 @@ type Server struct {
 	HTTP3  bool   `toml:"http3"`
 	// MaxStreamsPerHost caps concurrent streams from one client address.
 	MaxStreamsPerHost int `toml:"max_streams_per_host"`
+	// MemoryLimit is the process's memory budget: Go's soft memory limit,
+	// and above 80% of it new connections and streams are refused (503).
+	MemoryLimit Size `toml:"memory_limit"`
 }
 
 // Storage configures the ring log.
@@ -81,7 +84,7 @@ func Default() *Config {
 		dir = strings.Split(sd, ":")[0]
 	}
 	return &Config{
-		Server: Server{Listen: ":8443", HTTP3: true, MaxStreamsPerHost: 1000},
+		Server: Server{Listen: ":8443", HTTP3: true, MaxStreamsPerHost: 1000, MemoryLimit: 128 << 20},
 		Storage: Storage{
 			Dir:          dir,
 			MaxBytes:     256 << 20,
@@ -320,6 +323,9 @@ func (c *Config) validateServer() error {
 	}
 	if c.Server.MaxStreamsPerHost < 1 {
 		e.add("server.max_streams_per_host", "must be at least 1")
+	}
+	if c.Server.MemoryLimit < 32<<20 {
+		e.add("server.memory_limit", fmt.Sprintf("%s is too small: at least 32MiB", c.Server.MemoryLimit))
 	}
 	return e.err()
 }

@@ -14,7 +14,7 @@ func TestDefaults(t *testing.T) {
 		t.Fatalf("defaults invalid: %v", err)
 	}
 	if c.Server.Listen != ":8443" || !c.Server.HTTP3 || c.Storage.Dir != "./eddy-data" ||
-		c.Storage.MaxBytes != 256<<20 || c.Storage.SyncInterval.Duration != 100*time.Millisecond ||
+		c.Storage.MaxBytes != 256<<20 || c.Storage.SyncInterval.Duration != 100*time.Millisecond || c.Server.MemoryLimit != 128<<20 ||
 		c.Stream.ClientBuffer != 1024 || c.Stream.Heartbeat.Duration != 15*time.Second ||
 		len(c.Sensors) != 1 || c.Sensors[0].Kind != "system" || len(c.MQTT) != 0 {
 		t.Errorf("unexpected defaults: %+v", c)
@@ -92,6 +92,7 @@ func TestParseErrorsNameKeyAndLine(t *testing.T) {
 		{"[[sensor]]\nkind = \"laser\"\n", "sensor[0].kind", 2, "laser"},
 		{"[[mqtt]]\nbroker = \"tcp://h:1883\"\ntopics = [\"a\"]\nack_delay = \"2m\"\n", "mqtt[0].ack_delay", 4, "out of range"},
 		{"[[mqtt]]\nbroker = \"tcp://h:1883\"\ntopics = [\"a\"]\nclient_id = \"x\"\n[[mqtt]]\nbroker = \"tcp://h:1883\"\ntopics = [\"b\"]\nclient_id = \"x\"\n", "mqtt[1].client_id", 8, "used twice"},
+		{"[server]\nmemory_limit = \"16MiB\"\n", "server.memory_limit", 2, "too small"},
 		{"[server\n", "", 1, "]"},
 	}
 	for _, tt := range tests {

@@ -1,9 +1,11 @@
 package ingest
 
 import (
+	"container/list"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"hash/maphash"
 	"io"
@@ -72,6 +74,9 @@ type MQTTStats struct {
 	AppendErrors    uint64 // records the ring log refused
 	RetainedSkipped uint64 // retained messages the broker sent again, unchanged, on resubscribing
 	Unsubscribed    uint64 // dropped: matching no configured topic (a stale session subscription)
+	DeepJSON        uint64 // JSON payloads nested deeper than MaxJSONDepth, stored as text
+	Redelivered     uint64 // QoS 1 redeliveries of a message already stored, acknowledged and not stored again
+	TopicsEvicted   uint64 // topics silent for TopicIdle forgotten to make room for a new one
 	Topics          int    // distinct topics stored by this client
 	AckWaiting      int    // messages waiting for durability before their ack
 	EarlySyncs      uint64 // ring log commits forced by ack_batch or ack_delay
@@ -86,6 +91,7 @@ type counters struct {
 	oversized, badTopic, topicsRefused       atomic.Uint64
 	appendErrors, retainedSkipped            atomic.Uint64
 	unsubscribed                             atomic.Uint64
+	deepJSON, redelivered, topicsEvicted     atomic.Uint64
 	earlySyncs                               atomic.Uint64
 	waiting                                  atomic.Int64 // queued or being settled
 }
@@ -116,16 +122,25 @@ type MQTT struct {
 	started   atomic.Bool   // Run was called
 	draining  atomic.Bool   // set at shutdown: the handler stores nothing more
 	saturated atomic.Bool   // the ack queue stayed full; the handler no longer waits
+	left      atomic.Int64  // messages left unacknowledged for a full queue since the last redelivery
 
 	noWait context.Context // already cancelled: WaitDurable as a probe
 
 	kickMu sync.Mutex         // protects kick
 	kick   context.CancelFunc // ends the acker's current wait for the periodic commit
 
-	mu       sync.Mutex          // protects topics and lastHash
-	topics   map[string]struct{} // distinct topics stored, at most cfg.MaxTopics
-	lastHash map[string]uint64   // MQTT topic -> hash of its last stored payload
+	mu       sync.Mutex               // protects topics, topicLRU and lastHash
+	topics   map[string]*list.Element // distinct topics stored, at most cfg.MaxTopics; values are *topicSeen
+	topicLRU list.List                // of *topicSeen, least recently seen first
+	lastHash map[string]uint64        // MQTT topic -> hash of its last stored payload
 	seed     maphash.Seed
+
+	// unacked holds the QoS 1 messages stored but not yet acknowledged,
+	// by broker packet id: a redelivery (DUP set, same id and content)
+	// is acknowledged without being stored twice. Written by the handler,
+	// cleared by the acker.
+	unackedMu sync.Mutex
+	unacked   map[uint16]storedMsg
 
 	stats counters
 }
@@ -146,8 +161,9 @@ func NewMQTT(cfg config.MQTT, log *ringlog.Log, logger *slog.Logger) (*MQTT, err
 		queue:    make(chan pending, min(max(ackQueueBytes/int(max(cfg.MaxPayload, 1)), 256), 8192)),
 		stop:     make(chan struct{}),
 		lost:     make(chan error, 1),
-		topics:   map[string]struct{}{},
+		topics:   map[string]*list.Element{},
 		lastHash: map[string]uint64{},
+		unacked:  map[uint16]storedMsg{},
 		seed:     maphash.MakeSeed(),
 	}
 	m.limit = ratelog.New(m.logger, logEvery)
@@ -243,6 +259,10 @@ func (m *MQTT) options() *paho.ClientOptions {
 		// blocks for long (enqueueWait).
 		SetOrderMatters(true).
 		SetAutoAckDisabled(true). // the acker acks once records are durable
+		// paho keeps each received QoS 1 message in its store until it is
+		// acknowledged, and drops them all on reconnect anyway (the broker
+		// delivers them again): keeping them only pins memory.
+		SetStore(inboundDropStore{paho.NewMemoryStore()}).
 		// Messages of the persistent session arrive before our
 		// subscriptions are renewed: route everything here.
 		SetDefaultPublishHandler(m.handle).
@@ -322,6 +342,10 @@ func (m *MQTT) session(ctx context.Context, client paho.Client) bool {
 	m.logger.Info("mqtt connected and subscribed")
 	select {
 	case err := <-m.lost:
+		if errors.Is(err, errRedeliver) {
+			client.Disconnect(250)
+			return true
+		}
 		m.stats.lost.Add(1)
 		m.logger.Warn("mqtt connection lost; reconnecting", "err", err)
 	case <-ctx.Done():
@@ -400,6 +424,7 @@ func (m *MQTT) Stats() MQTTStats {
 		Received: s.received.Load(), Duplicates: s.dups.Load(), Stored: s.stored.Load(), StoredBytes: s.storedBytes.Load(),
 		Acked: s.acked.Load(), NotAcked: s.notAcked.Load(),
 		Oversized: s.oversized.Load(), BadTopic: s.badTopic.Load(), TopicsRefused: s.topicsRefused.Load(),
+		DeepJSON: s.deepJSON.Load(), Redelivered: s.redelivered.Load(), TopicsEvicted: s.topicsEvicted.Load(),
 		AppendErrors: s.appendErrors.Load(), RetainedSkipped: s.retainedSkipped.Load(), Unsubscribed: s.unsubscribed.Load(), Topics: n, AckWaiting: int(s.waiting.Load()), EarlySyncs: s.earlySyncs.Load(),
 	}
 }

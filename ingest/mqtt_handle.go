@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"hash/maphash"
 	"time"
@@ -22,11 +23,67 @@ func (m *MQTT) handle(_ paho.Client, msg paho.Message) {
 		m.stats.dups.Add(1)
 	}
 	p := pending{msg: msg, at: time.Now()}
+	if msg.Qos() == 1 && msg.Duplicate() {
+		if seq, ok := m.storedBefore(msg); ok {
+			// Stored when first delivered, never acknowledged: acknowledge
+			// it now (once durable), do not store it twice.
+			m.stats.redelivered.Add(1)
+			p.seq, p.ack = seq, true
+			m.enqueue(p)
+			return
+		}
+	}
 	p.seq, p.ack = m.store(msg)
 	if msg.Qos() == 0 {
 		return // nothing to acknowledge
 	}
+	if msg.Qos() == 1 && p.ack && p.seq > 0 {
+		m.noteStored(msg, p.seq)
+	}
 	m.enqueue(p)
+}
+
+// storedMsg identifies a stored QoS 1 message beyond its packet id.
+type storedMsg struct {
+	seq  uint64
+	hash uint64 // of topic and payload
+}
+
+func (m *MQTT) msgHash(msg paho.Message) uint64 {
+	var h maphash.Hash
+	h.SetSeed(m.seed)
+	h.WriteString(msg.Topic())
+	h.WriteByte(0)
+	h.Write(msg.Payload())
+	return h.Sum64()
+}
+
+// noteStored remembers that msg was stored as seq until it is acknowledged.
+func (m *MQTT) noteStored(msg paho.Message, seq uint64) {
+	h := m.msgHash(msg)
+	m.unackedMu.Lock()
+	m.unacked[msg.MessageID()] = storedMsg{seq: seq, hash: h}
+	m.unackedMu.Unlock()
+}
+
+// storedBefore reports whether redelivered msg was stored and not yet
+// acknowledged, and as which seq.
+func (m *MQTT) storedBefore(msg paho.Message) (uint64, bool) {
+	h := m.msgHash(msg)
+	m.unackedMu.Lock()
+	defer m.unackedMu.Unlock()
+	sm, ok := m.unacked[msg.MessageID()]
+	return sm.seq, ok && sm.hash == h
+}
+
+// acked forgets msg: the broker may use its packet id again.
+func (m *MQTT) acked(msg paho.Message) {
+	if msg.Qos() != 1 {
+		return
+	}
+	m.unackedMu.Lock()
+	delete(m.unacked, msg.MessageID())
+	m.unackedMu.Unlock()
 }
 
 // store appends the records made from msg. It returns the last seq
@@ -60,6 +117,11 @@ func (m *MQTT) store(msg paho.Message) (uint64, bool) {
 		// A retained value sent again because we subscribed again.
 		m.stats.retainedSkipped.Add(1)
 		return 0, true
+	}
+	if jsonDepth(payload) > MaxJSONDepth && json.Valid(payload) {
+		m.stats.deepJSON.Add(1)
+		m.limit.Warn("deep_json", "mqtt JSON payload nested too deep; stored as text",
+			"topic", safeTopic(name), "max_depth", MaxJSONDepth)
 	}
 	recs, err := decodeMessage(name, payload, findMapping(m.maps, name), time.Now())
 	if err != nil {
@@ -113,21 +175,44 @@ func (m *MQTT) remember(name string, payload []byte) {
 	}
 }
 
+// TopicIdle is how long a topic must have been silent before a new
+// topic may take its place once max_topics topics are known.
+const TopicIdle = 10 * time.Minute
+
+// topicSeen is a known topic and when it last had a record.
+type topicSeen struct {
+	name string
+	last time.Time
+}
+
 // admitTopic reports whether records of name may be stored: a known topic
-// always, a new one while fewer than max_topics are known.
+// always; a new one while fewer than max_topics are known, or in place of
+// the least recently seen topic when that one has been silent for
+// TopicIdle. So a burst of junk topics keeps new ones out for TopicIdle at
+// most, and never stops a topic that keeps reporting.
 func (m *MQTT) admitTopic(name string) bool {
+	now := time.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if _, ok := m.topics[name]; ok {
+	if e, ok := m.topics[name]; ok {
+		e.Value.(*topicSeen).last = now
+		m.topicLRU.MoveToBack(e)
 		return true
 	}
 	if len(m.topics) >= m.cfg.MaxTopics {
-		m.stats.topicsRefused.Add(1)
-		m.limit.Warn("max_topics", "mqtt topic refused: max_topics distinct topics reached",
-			"topic", name, "max_topics", m.cfg.MaxTopics)
-		return false
+		oldest := m.topicLRU.Front()
+		if oldest == nil || now.Sub(oldest.Value.(*topicSeen).last) < TopicIdle {
+			m.stats.topicsRefused.Add(1)
+			m.limit.Warn("max_topics", "mqtt topic refused: max_topics distinct topics reported within topic idle time",
+				"topic", name, "max_topics", m.cfg.MaxTopics, "idle", TopicIdle)
+			return false
+		}
+		old := m.topicLRU.Remove(oldest).(*topicSeen)
+		delete(m.topics, old.name)
+		delete(m.lastHash, old.name)
+		m.stats.topicsEvicted.Add(1)
 	}
-	m.topics[name] = struct{}{}
+	m.topics[name] = m.topicLRU.PushBack(&topicSeen{name: name, last: now})
 	return true
 }
 
@@ -163,8 +248,33 @@ func (m *MQTT) enqueue(p pending) {
 func (m *MQTT) notAcked(reason string, p pending) {
 	m.stats.waiting.Add(-1)
 	m.stats.notAcked.Add(1)
+	if reason == "ack_queue_full" {
+		m.left.Add(1)
+	}
 	m.limit.Warn(reason, "mqtt message left unacknowledged for the broker to redeliver",
 		"reason", reason, "topic", p.msg.Topic(), "seq", p.seq)
+}
+
+// errRedeliver ends a session on purpose: see redeliverLeft.
+var errRedeliver = errors.New("ingest: reconnecting for the broker to redeliver unacknowledged messages")
+
+// redeliverLeft is called by the acker when its queue has drained. A
+// message left unacknowledged while the queue was full holds one of the
+// broker's in-flight slots for as long as the connection lasts (the
+// broker redelivers only on a new connection); enough of them and the
+// broker stops sending altogether. So once the queue is empty again, the
+// session is ended and the broker delivers them again; they were stored,
+// so they are acknowledged without being stored twice (storedBefore).
+func (m *MQTT) redeliverLeft() {
+	n := m.left.Swap(0)
+	if n == 0 {
+		return
+	}
+	m.logger.Warn("mqtt reconnecting for the broker to redeliver messages left unacknowledged while the disk was behind", "messages", n)
+	select {
+	case m.lost <- errRedeliver:
+	default:
+	}
 }
 
 // acker acknowledges queued messages in order, each once its records are
@@ -175,6 +285,9 @@ func (m *MQTT) acker(ctx context.Context) {
 		select {
 		case p := <-m.queue:
 			m.settle(ctx, p)
+			if len(m.queue) == 0 {
+				m.redeliverLeft()
+			}
 		case <-m.stop:
 			for {
 				select {
@@ -204,6 +317,7 @@ func (m *MQTT) settle(ctx context.Context, p pending) {
 		return
 	}
 	p.msg.Ack()
+	m.acked(p.msg)
 	m.stats.acked.Add(1)
 }
 

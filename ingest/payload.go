@@ -27,7 +27,7 @@ func decodePayload(p []byte) (ringlog.Kind, []byte) {
 		// that must stay valid UTF-8 does not.
 		return ringlog.KindBinary, p
 	}
-	if json.Valid(p) {
+	if json.Valid(p) && jsonDepth(p) <= MaxJSONDepth {
 		var b bytes.Buffer
 		b.Grow(len(p))
 		// Compact cannot fail on valid JSON, and removes every newline
@@ -37,6 +37,40 @@ func decodePayload(p []byte) (ringlog.Kind, []byte) {
 		}
 	}
 	return ringlog.KindText, p
+}
+
+// MaxJSONDepth is the deepest nesting of arrays and objects stored as
+// JSON. A deeper payload is stored as text: wrapped in an event it would
+// be one level deeper still, and JSON decoders (Go's among them, at
+// 10,000) refuse very deep documents, so a client could loop on it.
+const MaxJSONDepth = 64
+
+// jsonDepth returns the deepest nesting of arrays and objects in valid
+// JSON p.
+func jsonDepth(p []byte) int {
+	depth, deepest := 0, 0
+	inString, escaped := false, false
+	for _, c := range p {
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '[' || c == '{':
+			depth++
+			deepest = max(deepest, depth)
+		case c == ']' || c == '}':
+			depth--
+		}
+	}
+	return deepest
 }
 
 // mapping is a parsed [[mqtt.map]] entry.

@@ -37,6 +37,9 @@ var mqttCounters = map[string]struct {
 	"retained_skipped_total": {"Retained messages the broker sent again, unchanged, on resubscribing (not stored twice).", func(s ingest.MQTTStats) uint64 { return s.RetainedSkipped }},
 	"unsubscribed_total":     {"Messages dropped: matching no configured topic (a stale session subscription).", func(s ingest.MQTTStats) uint64 { return s.Unsubscribed }},
 	"early_syncs_total":      {"Ring log commits forced by ack_batch or ack_delay.", func(s ingest.MQTTStats) uint64 { return s.EarlySyncs }},
+	"deep_json_total":        {"JSON payloads nested deeper than 64, stored as text.", func(s ingest.MQTTStats) uint64 { return s.DeepJSON }},
+	"redelivered_total":      {"QoS 1 redeliveries of a message already stored, acknowledged and not stored again.", func(s ingest.MQTTStats) uint64 { return s.Redelivered }},
+	"topics_evicted_total":   {"Topics silent for 10 min forgotten to make room for a new one (max_topics).", func(s ingest.MQTTStats) uint64 { return s.TopicsEvicted }},
 }
 
 var sensorCounters = map[string]struct {

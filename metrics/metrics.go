@@ -186,6 +186,40 @@ type collectorFunc struct {
 func (c collectorFunc) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 func (c collectorFunc) Collect(ch chan<- prometheus.Metric) { c.collect(ch) }
 
+// RegisterDefense exports what the server refused or cut off, by reason
+// (eddy_server_refused_total{reason}), and the memory figure its admission
+// control compares with server.memory_limit.
+func RegisterDefense(reg prometheus.Registerer, stats func() server.DefenseStats) {
+	refused := prometheus.NewDesc(ns+"_server_refused_total",
+		"Connections and requests refused or cut off by the server's limits, by reason.", []string{"reason"}, nil)
+	mem := prometheus.NewDesc(ns+"_server_admission_memory_bytes",
+		"Go heap objects and stacks as admission control last sampled them.", nil, nil)
+	limit := prometheus.NewDesc(ns+"_server_memory_limit_bytes",
+		"server.memory_limit; new connections and streams are refused above 80% of it.", nil, nil)
+	reg.MustRegister(multiCollector{descs: []*prometheus.Desc{refused, mem, limit}, collect: func(ch chan<- prometheus.Metric) {
+		st := stats()
+		for _, r := range server.Refusals() {
+			ch <- prometheus.MustNewConstMetric(refused, prometheus.CounterValue, float64(st.Refused[r]), r.String())
+		}
+		ch <- prometheus.MustNewConstMetric(mem, prometheus.GaugeValue, float64(st.MemoryBytes))
+		ch <- prometheus.MustNewConstMetric(limit, prometheus.GaugeValue, float64(st.MemoryLimit))
+	}})
+}
+
+// multiCollector is a collector of several metric families computed
+// together at scrape time.
+type multiCollector struct {
+	descs   []*prometheus.Desc
+	collect func(chan<- prometheus.Metric)
+}
+
+func (c multiCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range c.descs {
+		ch <- d
+	}
+}
+func (c multiCollector) Collect(ch chan<- prometheus.Metric) { c.collect(ch) }
+
 // RegisterRefusals exports the requests the server refused, by reason
 // (server.RefusalReasons), read by refused at scrape time.
 func RegisterRefusals(reg prometheus.Registerer, refused func() map[string]uint64) {

@@ -1,6 +1,7 @@
 package ringlog
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -110,7 +111,7 @@ func TestClockFloor(t *testing.T) {
 func TestAppendNeverBlocksOnFailingDisk(t *testing.T) {
 	dir := t.TempDir()
 	l := mustOpen(t, dir, &Options{ReserveBlock: 64, SyncInterval: time.Millisecond})
-	eio := error(syscall.EIO)
+	eio := func(int) error { return syscall.EIO }
 	l.failWrites.Store(&eio)
 	var notDurable, noIDs int
 	start := time.Now()
@@ -157,5 +158,56 @@ func TestAppendNeverBlocksOnFailingDisk(t *testing.T) {
 	defer l.Close()
 	if s, err := l.Append(rec("t", 0)); err != nil || s <= uint64(notDurable) {
 		t.Errorf("after the outage: seq %d, %v", s, err)
+	}
+}
+
+// TestTrimKeptWhenAddFails: on a full disk the writer commits a trim
+// alone, then the add; when the add fails again, the trim's result must
+// still be the log's state, or the next commit persists stale counters
+// (the helper's recount at cleanup catches that).
+func TestTrimKeptWhenAddFails(t *testing.T) {
+	l, _ := openTest(t, &Options{MaxBytes: 1 << 20, SyncInterval: time.Hour})
+	appendN(t, l, 2000, "fill")
+	must(t, l.Sync(context.Background()))
+	full := func(n int) error {
+		if n > 0 {
+			return syscall.ENOSPC // records do not fit; a trim alone does
+		}
+		return nil
+	}
+	l.failWrites.Store(&full)
+	appendN2(t, l, 500)
+	l.signalWriter()
+	waitStat(t, l, "a commit to fail for want of space", func(s Stats) bool { return s.DiskFull >= 2 })
+	if l.Stats().Trimmed == 0 {
+		t.Fatal("the log did not trim to make room")
+	}
+	l.failWrites.Store(nil)
+	must(t, l.Sync(context.Background()))
+	st := l.Stats()
+	if st.Records+int64(st.Trimmed) != 2500 {
+		t.Errorf("%d records stored and %d trimmed; want 2500 in all", st.Records, st.Trimmed)
+	}
+}
+
+// appendN2 appends n records that may be reported not durable.
+func appendN2(t *testing.T, l *Log, n int) {
+	t.Helper()
+	for i := range n {
+		if _, err := l.Append(rec("more", i)); err != nil && !errors.Is(err, ErrNotDurable) {
+			t.Fatal(err)
+		}
+	}
+}
+
+func waitStat(t *testing.T, l *Log, what string, cond func(Stats) bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond(l.Stats()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s: %+v", what, l.Stats())
+		}
+		l.signalWriter()
+		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -137,9 +137,10 @@ type Log struct {
 	once    sync.Once
 
 	epoch string // random id of this ring.db's numbering; set by Open
-	// failWrites, when set (by tests), fails every transaction with its
-	// error, as an I/O error or a read-only filesystem would.
-	failWrites atomic.Pointer[error]
+	// failWrites, when set (by tests), is asked before each transaction
+	// of n records and fails it with its error, as an I/O error, a full
+	// disk or a read-only filesystem would.
+	failWrites atomic.Pointer[func(n int) error]
 	beat       atomic.Int64 // unix nanoseconds when the writer's loop last turned
 	floor      uint64       // ids at or below it may have been issued by an earlier ring.db
 

@@ -2,6 +2,7 @@ package ringlog
 
 import (
 	"context"
+	"math"
 	"os"
 	"time"
 	"unsafe"
@@ -10,8 +11,12 @@ import (
 )
 
 // readChunk is how many records one read transaction visits at most, so
-// that no reader pins pages or holds the mmap lock for long.
-const readChunk = 1024
+// that no reader pins pages or holds the mmap lock for long; memVisit how
+// many in-memory records a reader visits per hold of the log's lock.
+const (
+	readChunk = 1024
+	memVisit  = 256
+)
 
 // ReadAfter appends to dst up to max records with seq > after, oldest
 // first, and returns the extended slice. Records below Oldest() are gone:
@@ -35,14 +40,22 @@ func (l *Log) scan(dst []Record, after uint64, limit int, k keep) ([]Record, err
 		}
 		memStart, memEnd := l.mem.start, l.mem.end()
 		if l.mem.len() > 0 && after+1 >= memStart {
-			for seq := after + 1; seq < memEnd && len(dst) < limit; seq++ {
+			// At most memVisit records per hold of the lock: a sparse
+			// filter must not stall appends while it looks.
+			stop := min(memEnd, after+1+memVisit)
+			seq := after + 1
+			for ; seq < stop && len(dst) < limit; seq++ {
 				r := l.mem.at(seq).rec
 				if k == nil || k(r.Topic, r.Time.UnixNano()) {
 					dst = append(dst, r)
 				}
 			}
 			l.mu.Unlock()
-			return dst, nil
+			if seq >= memEnd || len(dst) >= limit {
+				return dst, nil
+			}
+			after = seq - 1
+			continue
 		}
 		empty := l.mem.len() == 0
 		l.mu.Unlock()
@@ -142,7 +155,7 @@ func (l *Log) History(ctx context.Context, q Query, fn func(Record) error) error
 	}
 	var since int64
 	if !q.Since.IsZero() {
-		since = q.Since.UnixNano()
+		since = unixNano(q.Since)
 		after = max(after, l.seekTime(since))
 	}
 	k := func(topic string, nanos int64) bool {
@@ -172,6 +185,18 @@ func (l *Log) History(ctx context.Context, q Query, fn func(Record) error) error
 	return nil
 }
 
+// unixNano is t.UnixNano clamped to what it can represent (1678 to 2262),
+// instead of overflowing.
+func unixNano(t time.Time) int64 {
+	switch {
+	case t.Before(time.Unix(0, math.MinInt64)):
+		return math.MinInt64
+	case t.After(time.Unix(0, math.MaxInt64)):
+		return math.MaxInt64
+	}
+	return t.UnixNano()
+}
+
 // timeSlack allows for records observed slightly out of order when
 // History binary-searches by time.
 const timeSlack = time.Minute
@@ -180,6 +205,9 @@ const timeSlack = time.Minute
 // nanos (minus timeSlack) lies, by binary search over the stored keys.
 func (l *Log) seekTime(nanos int64) uint64 {
 	target := nanos - int64(timeSlack)
+	if target > nanos { // overflowed below MinInt64
+		target = math.MinInt64
+	}
 	lo, hi := l.Oldest(), l.LastSeq()+1
 	_ = l.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketRecords).Cursor()

@@ -290,7 +290,9 @@ func isDiskFull(err error) bool {
 // last is the batch's highest seq (0 with no batch).
 func (l *Log) write(batch []pendingRec, last, reserve uint64, budget, cutoff int64, res commitResult) (commitResult, error) {
 	if f := l.failWrites.Load(); f != nil {
-		return res, *f
+		if err := (*f)(len(batch)); err != nil {
+			return res, err
+		}
 	}
 	keys := make([]byte, 8*len(batch)) // bbolt holds keys until commit
 	err := l.db.Update(func(tx *bolt.Tx) error {

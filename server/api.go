@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"mime"
 	"net/http"
 	"strconv"
@@ -107,7 +108,7 @@ func parseHistory(r *http.Request) (historyQuery, error) {
 		if err != nil {
 			return hq, &paramError{"since", errors.New("not an RFC 3339 time such as 2026-11-23T17:00:00Z")}
 		}
-		hq.q.Since = t
+		hq.q.Since = clampSince(t)
 	}
 	if s := v.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
@@ -118,6 +119,26 @@ func parseHistory(r *http.Request) (historyQuery, error) {
 	}
 	hq.ndjson = acceptsNDJSON(r.Header.Get("Accept"))
 	return hq, nil
+}
+
+// Times a ring log can order: int64 nanoseconds since 1970 reach from
+// 1677-09-21 to 2262-04-11.
+var (
+	minSince = time.Unix(0, math.MinInt64+1).UTC()
+	maxSince = time.Unix(0, math.MaxInt64).UTC()
+)
+
+// clampSince keeps since within what UnixNano can say: a time before
+// every record asks for all of them (no bound), one after every record
+// for none.
+func clampSince(t time.Time) time.Time {
+	switch {
+	case t.Before(minSince):
+		return time.Time{}
+	case t.After(maxSince):
+		return maxSince
+	}
+	return t
 }
 
 func acceptsNDJSON(accept string) bool {

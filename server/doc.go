@@ -36,6 +36,29 @@
 //     its context ends (the caller ends SSE streams with the hub's
 //     Shutdown), then closes every connection; all goroutines the server
 //     started have ended when it returns.
+//   - Hostile clients cost bounded memory and never stall the others
+//     (issue 12). Per transport (TCP, QUIC): at most MaxConns connections,
+//     MaxConnsPerHost per client address, MaxHandshakes handshakes in
+//     progress (TCP: MaxHandshakesPerHost per address; a connection waits
+//     for a slot, within HandshakeTimeout, rather than being refused);
+//     the TLS handshake runs in the listener, bounded by HandshakeTimeout.
+//     QUIC asks for address validation (Retry) once QUICRetryAbove
+//     handshakes are in progress, so spoofed Initials cost no state; a
+//     silent QUIC connection ends after 30 s. HTTP/2 is served by
+//     x/net/http2 through h2Guard, which reads the frame headers and
+//     closes a connection that resets streams (rapid reset), opens them,
+//     or sends PING/SETTINGS/PRIORITY faster than any client needs, or a
+//     header block of more than 16 CONTINUATION frames; HTTP/3
+//     connections whose requests are cancelled as fast are closed too.
+//     An address cut off for abuse is refused for 10 s. Above 80% of
+//     MemoryLimit (Go heap and stacks), new connections are refused and
+//     new requests get 503 (not /healthz). A request may carry
+//     MaxTopicFilters topic filters (400 beyond), /api/history runs
+//     MaxHistoryRequests at a time (503 beyond), since= is clamped to
+//     what the ring log can order, and a Last-Event-ID longer than any
+//     event id is refused without being echoed. Every refusal is counted
+//     (DefenseStats, eddy_server_refused_total{reason}) and logged at warn
+//     at most once per 10 s per reason, with the count suppressed.
 //   - QUICStats sums the QUIC statistics of every HTTP/3 connection served,
 //     open or ended (packets sent, received and declared lost, bytes), so
 //     loss on collectors' links can be seen from /metrics.

@@ -30,9 +30,11 @@ func (s *Server) routes() {
 }
 
 // handler is the one handler both servers run: limits first (so floods of
-// unauthenticated requests are capped too), then Alt-Svc, then auth.
+// unauthenticated requests are capped too), then Alt-Svc, then auth, then
+// the admission guard (memory, filters, history slots) for the requests
+// that would cost something.
 func (s *Server) handler() http.Handler {
-	return s.limit(s.logged(s.altSvc(s.requireAuth(s.mux))))
+	return s.limit(s.logged(s.altSvc(s.requireAuth(s.guard(s.mux)))))
 }
 
 // altSvc advertises HTTP/3 on HTTP/1.1 and HTTP/2 responses.

@@ -1,11 +1,16 @@
 package server
 
 import (
+	"context"
+	stdtls "crypto/tls"
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
+	"sync"
 	"syscall"
+	"time"
 )
 
 // portAttempts bounds the retries when port 0 picks a TCP port whose UDP
@@ -89,4 +94,158 @@ func closeAll(tcp []net.Listener, pcs []net.PacketConn) {
 	for _, pc := range pcs {
 		pc.Close()
 	}
+}
+
+// tlsListener accepts TCP connections within the connLimiter's caps,
+// runs their TLS handshakes concurrently (each bounded by a timeout and
+// counted against the handshake caps) and hands out the finished
+// *tls.Conn. A client that opens connections and never completes a
+// handshake costs one handshake slot of its address for at most the
+// timeout, and memory for at most MaxHandshakes handshakes in total.
+//
+// It owns two kinds of goroutine: the accept loop, and one per handshake
+// in progress. Close ends both and waits for them.
+type tlsListener struct {
+	raw      net.Listener
+	tls      *stdtls.Config
+	lim      *connLimiter
+	def      *defense
+	timeout  time.Duration
+	coalesce time.Duration // 0: no write coalescing
+
+	ready  chan net.Conn
+	ctx    context.Context // ended by Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	errOnce sync.Once
+	err     error         // the accept loop's fatal error, set before failed closes
+	failed  chan struct{} // closed when the accept loop ended with err
+}
+
+func newTLSListener(raw net.Listener, cfg *stdtls.Config, lim *connLimiter, def *defense, timeout, coalesce time.Duration) *tlsListener {
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &tlsListener{
+		raw: raw, tls: cfg, lim: lim, def: def, timeout: timeout, coalesce: coalesce,
+		ready: make(chan net.Conn), ctx: ctx, cancel: cancel, failed: make(chan struct{}),
+	}
+	l.wg.Add(1)
+	go l.acceptLoop()
+	return l
+}
+
+// Accept returns the next connection whose TLS handshake succeeded.
+func (l *tlsListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ready:
+		return c, nil
+	case <-l.failed:
+		return nil, l.err
+	case <-l.ctx.Done():
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *tlsListener) Addr() net.Addr { return l.raw.Addr() }
+
+// Close stops accepting, aborts the handshakes in progress and waits for
+// the listener's goroutines.
+func (l *tlsListener) Close() error {
+	l.cancel()
+	err := l.raw.Close()
+	l.wg.Wait()
+	return err
+}
+
+func (l *tlsListener) acceptLoop() {
+	defer l.wg.Done()
+	var backoff time.Duration
+	for {
+		c, err := l.raw.Accept()
+		if err != nil {
+			if l.ctx.Err() != nil {
+				return
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				// Out of file descriptors, or a transient error: wait
+				// rather than spin.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				l.def.log.Warn("accept", "server: accept failed, retrying", "error", err, "in", backoff)
+				select {
+				case <-time.After(backoff):
+				case <-l.ctx.Done():
+					return
+				}
+				continue
+			}
+			l.errOnce.Do(func() { l.err = fmt.Errorf("server: accept: %w", err); close(l.failed) })
+			return
+		}
+		backoff = 0
+		addr := addrOf(c.RemoteAddr())
+		if l.def.mem.isHigh() {
+			c.Close()
+			l.def.refuse(RefusedMemory, "remote", c.RemoteAddr().String(), "proto", "tcp")
+			continue
+		}
+		if why, ok := l.lim.admit(addr, true, false, time.Now()); !ok {
+			c.Close()
+			l.def.refuse(why, "remote", c.RemoteAddr().String(), "proto", "tcp")
+			continue
+		}
+		l.wg.Add(1)
+		go l.handshake(c, addr)
+	}
+}
+
+// handshake waits for a handshake slot and runs the handshake, both
+// within the handshake timeout, and hands the connection to Accept.
+func (l *tlsListener) handshake(raw net.Conn, addr netip.Addr) {
+	defer l.wg.Done()
+	var c net.Conn = &limitedConn{Conn: raw, release: func() { l.lim.closed(addr, true) }}
+	ctx, cancel := context.WithTimeout(l.ctx, l.timeout)
+	defer cancel()
+	release, why, err := l.lim.waitHandshake(ctx, addr)
+	if err != nil {
+		c.Close()
+		if l.ctx.Err() == nil {
+			l.def.refuse(why, "remote", raw.RemoteAddr().String(), "waited", l.timeout)
+		}
+		return
+	}
+	if l.coalesce > 0 {
+		c = &coalescingConn{Conn: c, delay: l.coalesce}
+	}
+	tc := stdtls.Server(c, l.tls)
+	deadline, _ := ctx.Deadline()
+	raw.SetDeadline(deadline)
+	err = tc.HandshakeContext(ctx)
+	release()
+	if err != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			l.def.refuse(RefusedHandshakeSlow, "remote", raw.RemoteAddr().String(), "timeout", l.timeout)
+		} // else: e.g. a browser distrusting the device certificate, routine
+		tc.Close()
+		return
+	}
+	raw.SetDeadline(time.Time{})
+	select {
+	case l.ready <- tc:
+	case <-l.ctx.Done():
+		tc.Close()
+	}
+}
+
+// limitedConn releases its connLimiter slot once, on the first Close.
+type limitedConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *limitedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
 }

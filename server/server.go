@@ -15,6 +15,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
+	"golang.org/x/net/http2"
 
 	"github.com/eddy-iot/eddy/ratelog"
 	"github.com/eddy-iot/eddy/ringlog"
@@ -29,6 +30,22 @@ const (
 	DefaultIdleTimeout       = 2 * time.Minute
 	DefaultMaxHeaderBytes    = 64 << 10
 	DefaultSessionTTL        = 30 * 24 * time.Hour
+
+	DefaultMaxConns             = 1024 // per transport: TCP, and QUIC
+	DefaultMaxConnsPerHost      = 512
+	DefaultMaxHandshakes        = 128
+	DefaultMaxHandshakesPerHost = 16
+	DefaultHandshakeTimeout     = 5 * time.Second
+	DefaultMemoryLimit          = 128 << 20
+	// DefaultQUICRetryAbove is how many QUIC handshakes may be in progress
+	// before new clients must prove their address with a Retry first.
+	DefaultQUICRetryAbove = 16
+	// quicIdleTimeout ends a QUIC connection that has gone silent (the
+	// keep-alive keeps a live one talking), and quicIdleNoStreams one that
+	// carries no request.
+	quicIdleTimeout   = 30 * time.Second
+	quicKeepAlive     = 10 * time.Second
+	quicIdleNoStreams = 30 * time.Second
 )
 
 // ErrNoTLS is returned by New when Options.TLS is nil: eddy never serves
@@ -84,6 +101,27 @@ type Options struct {
 	IdleTimeout       time.Duration
 	MaxHeaderBytes    int
 
+	// Connection admission, per transport (TCP and QUIC separately).
+	MaxConns             int           // open connections; default DefaultMaxConns
+	MaxConnsPerHost      int           // open connections of one client address; default DefaultMaxConnsPerHost
+	MaxHandshakes        int           // handshakes in progress; default DefaultMaxHandshakes
+	MaxHandshakesPerHost int           // TLS handshakes in progress of one address; default DefaultMaxHandshakesPerHost
+	HandshakeTimeout     time.Duration // TLS and QUIC handshakes; default DefaultHandshakeTimeout
+	QUICRetryAbove       int           // QUIC handshakes in progress before Retry is required; default DefaultQUICRetryAbove
+
+	// MemoryLimit is the process's memory budget in bytes (the caller
+	// sets Go's soft limit to it with debug.SetMemoryLimit). Above 80%
+	// of it in Go heap and stacks, new connections are refused and new
+	// requests get 503. Default DefaultMemoryLimit; < 0: no admission
+	// control.
+	MemoryLimit int64
+	// MaxTopicFilters caps the topic parameters of one /events or
+	// /api/history request (400 beyond); default DefaultMaxTopicFilters.
+	MaxTopicFilters int
+	// MaxHistoryRequests caps concurrent /api/history requests (503
+	// beyond); default DefaultMaxHistoryRequests.
+	MaxHistoryRequests int
+
 	Logger *slog.Logger // default: discard
 }
 
@@ -113,6 +151,35 @@ func (o *Options) withDefaults() (Options, error) {
 	if r.MaxHeaderBytes <= 0 {
 		r.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
+	if r.MaxConns <= 0 {
+		r.MaxConns = DefaultMaxConns
+	}
+	if r.MaxConnsPerHost <= 0 {
+		r.MaxConnsPerHost = DefaultMaxConnsPerHost
+	}
+	if r.MaxHandshakes <= 0 {
+		r.MaxHandshakes = DefaultMaxHandshakes
+	}
+	if r.MaxHandshakesPerHost <= 0 {
+		r.MaxHandshakesPerHost = DefaultMaxHandshakesPerHost
+	}
+	if r.HandshakeTimeout <= 0 {
+		r.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if r.QUICRetryAbove <= 0 {
+		r.QUICRetryAbove = DefaultQUICRetryAbove
+	}
+	if r.MemoryLimit == 0 {
+		r.MemoryLimit = DefaultMemoryLimit
+	} else if r.MemoryLimit < 0 {
+		r.MemoryLimit = 0
+	}
+	if r.MaxTopicFilters <= 0 {
+		r.MaxTopicFilters = DefaultMaxTopicFilters
+	}
+	if r.MaxHistoryRequests <= 0 {
+		r.MaxHistoryRequests = DefaultMaxHistoryRequests
+	}
 	if r.SessionTTL <= 0 {
 		r.SessionTTL = DefaultSessionTTL
 	}
@@ -139,12 +206,18 @@ type Server struct {
 	auth *authenticator
 	lim  *hostLimiter
 	gate requestGate
+	def  *defense
+	// tcpLim and quicLim admit connections; history holds a token per
+	// running /api/history request.
+	tcpLim, quicLim *connLimiter
+	history         chan struct{}
 
 	refused  refusals      // counts and logs refused requests
 	throttle *authThrottle // per-address wrong-token throttle
 
-	h2 *http.Server
-	h3 *http3.Server // nil when HTTP/3 is off
+	h2  *http.Server
+	h2s *http2.Server // serves the connections h2 hands over after ALPN "h2"
+	h3  *http3.Server // nil when HTTP/3 is off
 	// transports own the QUIC state on each UDP socket; closed at shutdown.
 	transports []*quic.Transport
 	quic       quicConns
@@ -174,14 +247,23 @@ func New(opts Options) (*Server, error) {
 		mux:  http.NewServeMux(),
 		auth: newAuthenticator(o.Tokens, o.SessionKey, o.SessionTTL, o.TLS.ClientCAs != nil),
 		lim:  newHostLimiter(o.MaxStreamsPerHost),
-		done: make(chan struct{}),
+		def: &defense{
+			log: ratelog.New(o.Logger, defenseLogInterval),
+			mem: newMemGauge(o.MemoryLimit),
+		},
+		tcpLim:  newConnLimiter(o.MaxConns, o.MaxConnsPerHost, o.MaxHandshakes, o.MaxHandshakesPerHost),
+		quicLim: newConnLimiter(o.MaxConns, o.MaxConnsPerHost, o.MaxHandshakes, o.MaxHandshakes),
+		history: make(chan struct{}, o.MaxHistoryRequests),
+		done:    make(chan struct{}),
 
 		refused:  refusals{log: ratelog.New(o.Logger, refusalLogEvery)},
 		throttle: newAuthThrottle(o.AuthFailures, o.AuthFailureWindow),
 	}
 	s.routes()
 	handler := s.handler()
-	s.h2 = s.newHTTP2(handler)
+	if s.h2, err = s.newHTTP2(handler); err != nil {
+		return nil, err
+	}
 	if o.HTTP3 {
 		s.h3 = s.newHTTP3(handler)
 	}
@@ -196,7 +278,7 @@ func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, 
 // made with a removed token stop working at once.
 func (s *Server) SetTokens(tokens []string) { s.auth.setTokens(tokens) }
 
-func (s *Server) newHTTP2(h http.Handler) *http.Server {
+func (s *Server) newHTTP2(h http.Handler) (*http.Server, error) {
 	srv := &http.Server{
 		Handler:           h,
 		TLSConfig:         s.opt.TLS.Clone(),
@@ -216,9 +298,52 @@ func (s *Server) newHTTP2(h http.Handler) *http.Server {
 			WriteByteTimeout: 30 * time.Second,
 		},
 	}
+	// HTTP/2 runs in x/net/http2 rather than net/http's copy so that each
+	// connection can be read through h2Guard: net/http hands its HTTP/2
+	// server only a *tls.Conn.
+	s.h2s = &http2.Server{
+		MaxConcurrentStreams: uint32(s.opt.MaxStreamsPerConn),
+		IdleTimeout:          s.opt.IdleTimeout,
+		ReadIdleTimeout:      30 * time.Second,
+		PingTimeout:          15 * time.Second,
+		WriteByteTimeout:     30 * time.Second,
+		CountError: func(errType string) {
+			s.def.counts[RefusedH2Protocol].Add(1)
+			s.def.log.Warn("h2proto", "server: http2 protocol error", "type", errType)
+		},
+	}
+	// ConfigureServer ties s.h2s to srv's Shutdown (GOAWAY, then close
+	// once idle); serveH2 replaces the connection handler it installs.
+	if err := http2.ConfigureServer(srv, s.h2s); err != nil {
+		return nil, fmt.Errorf("server: configure http2: %w", err)
+	}
+	srv.TLSNextProto = map[string]func(*http.Server, *stdtls.Conn, http.Handler){
+		http2.NextProtoTLS: s.serveH2,
+	}
 	cc := s.opt.ConnContext
 	srv.ConnContext = func(ctx context.Context, c net.Conn) context.Context { return cc(ctx, c) }
-	return srv
+	return srv, nil
+}
+
+// serveH2 serves one connection that chose HTTP/2 by ALPN, read through
+// an h2Guard.
+func (s *Server) serveH2(hs *http.Server, c *stdtls.Conn, h http.Handler) {
+	// net/http passes the connection's context (ConnContext's) by a
+	// method of h, as it does for its own HTTP/2 server.
+	ctx := context.Background()
+	if bc, ok := h.(interface{ BaseContext() context.Context }); ok {
+		ctx = bc.BaseContext()
+	}
+	s.h2s.ServeConn(newH2Guard(c, s), &http2.ServeConnOpts{Context: ctx, Handler: h, BaseConfig: hs})
+}
+
+// tlsConfig is the TCP listeners' TLS configuration: HTTP/2 first.
+func (s *Server) tlsConfig() *stdtls.Config {
+	cfg := s.opt.TLS.Clone()
+	if len(cfg.NextProtos) == 0 {
+		cfg.NextProtos = []string{http2.NextProtoTLS, "http/1.1"}
+	}
+	return cfg
 }
 
 func (s *Server) newHTTP3(h http.Handler) *http3.Server {
@@ -226,17 +351,26 @@ func (s *Server) newHTTP3(h http.Handler) *http3.Server {
 		Handler:        h,
 		TLSConfig:      s.opt.TLS.Clone(),
 		MaxHeaderBytes: s.opt.MaxHeaderBytes,
-		IdleTimeout:    s.opt.IdleTimeout,
+		IdleTimeout:    min(s.opt.IdleTimeout, quicIdleNoStreams),
 		QUICConfig: &quic.Config{
-			MaxIncomingStreams: int64(s.opt.MaxStreamsPerConn),
-			MaxIdleTimeout:     time.Minute,
-			KeepAlivePeriod:    20 * time.Second,
+			MaxIncomingStreams:   int64(s.opt.MaxStreamsPerConn),
+			HandshakeIdleTimeout: s.opt.HandshakeTimeout,
+			MaxIdleTimeout:       quicIdleTimeout,
+			KeepAlivePeriod:      quicKeepAlive,
 		},
 		Logger: s.log,
 	}
 	cc := s.opt.ConnContext
 	srv.ConnContext = func(ctx context.Context, c *quic.Conn) context.Context {
 		s.quic.track(c)
+		if slot, ok := c.Context().Value(quicSlotKey{}).(*quicSlot); ok {
+			go slot.watchHandshake(c) // ends with the handshake or the connection
+		}
+		ctx = context.WithValue(ctx, connGuardKey{}, &connGuard{
+			s: s, addr: addrOf(c.RemoteAddr()),
+			close:  func() { c.CloseWithError(quic.ApplicationErrorCode(http3.ErrCodeExcessiveLoad), "excessive load") },
+			bucket: newTokenBucket(earlyCancelBurst, earlyCancelRate),
+		})
 		return cc(ctx, c)
 	}
 	return srv
@@ -258,11 +392,10 @@ func (s *Server) Start() error {
 		// Advertise one port, the one we bound, whatever the listeners say.
 		s.h3.Port = tcp[0].Addr().(*net.TCPAddr).Port
 	}
-	for _, ln := range tcp {
-		if s.opt.WriteCoalesce > 0 {
-			ln = coalescingListener{Listener: ln, delay: s.opt.WriteCoalesce}
-		}
-		s.goServe("h2", ln.Addr(), func() error { return s.h2.ServeTLS(ln, "", "") })
+	tlsCfg := s.tlsConfig()
+	for _, raw := range tcp {
+		ln := newTLSListener(raw, tlsCfg, s.tcpLim, s.def, s.opt.HandshakeTimeout, max(s.opt.WriteCoalesce, 0))
+		s.goServe("h2", ln.Addr(), func() error { return s.h2.Serve(ln) })
 	}
 	for _, pc := range udp {
 		ln, err := s.listenQUIC(pc)
@@ -279,7 +412,12 @@ func (s *Server) Start() error {
 // previous run had with a stateless reset, so clients reconnect at once
 // instead of waiting for their idle timeout.
 func (s *Server) listenQUIC(pc net.PacketConn) (*quic.EarlyListener, error) {
-	tr := &quic.Transport{Conn: pc, StatelessResetKey: s.opt.StatelessResetKey}
+	tr := &quic.Transport{
+		Conn:                pc,
+		StatelessResetKey:   s.opt.StatelessResetKey,
+		VerifySourceAddress: s.quicVerifySource,
+		ConnContext:         s.quicAdmit,
+	}
 	ln, err := tr.ListenEarly(http3.ConfigureTLSConfig(s.h3.TLSConfig), s.h3.QUICConfig)
 	if err != nil {
 		return nil, fmt.Errorf("server: listen quic on %s: %w", pc.LocalAddr(), err)
@@ -335,6 +473,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopping.Store(true)
 	s.once.Do(func() { close(s.done) })
 	defer s.refused.log.Stop()
+	defer s.def.log.Stop()
 	var wg sync.WaitGroup
 	var err2, err3 error
 	wg.Add(1)

@@ -65,7 +65,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodHead {
 		return
 	}
-	s := &stream{h: h, dst: newDst(w), c: newClient(p, h.opt.ClientBuffer, h.m), back: make(chan struct{}, 1)}
+	s := &stream{h: h, dst: newDst(w), c: newClient(p, h.opt.ClientBuffer, h.m), back: make(chan struct{}, 1), armed: make(chan struct{}, 1)}
 	defer func() { s.dst.close(errors.Is(err, errWrite)) }()
 	// HTTP/1.1 carries one stream per connection: nothing to share.
 	if key := r.Context().Value(connKey{}); key != nil && p.interval == 0 && r.ProtoMajor >= 2 {
@@ -99,6 +99,11 @@ type stream struct {
 	c    *client
 	cw   *connWriter   // the connection's writer; nil: the stream writes its own
 	back chan struct{} // cap 1: the writer handed the stream back
+	// armed (cap 1) tells the handler that the connection's writer armed a
+	// write deadline, so that its idle timer lifts it in time: HTTP/2
+	// resets a stream whose deadline passes even with no write pending,
+	// and a stream waits without writing while its writer serves others.
+	armed chan struct{}
 
 	queued bool // in cw's ready list; under cw.mu
 
@@ -125,6 +130,12 @@ func (s *stream) run(ctx context.Context) error {
 	// that has seen the preamble gets every record appended after that.
 	if !s.c.p.resume {
 		s.h.attach(s.c, true)
+	}
+	if ctx.Err() != nil {
+		// Reset before it began (HTTP/2 rapid reset): arming a write
+		// deadline now would leave HTTP/2 a timer, and an RST_STREAM when
+		// it fires, for a stream the client already cancelled.
+		return nil
 	}
 	s.buf = appendRetry(s.buf[:0], s.h.opt.Retry, "eddy events")
 	if err := s.flushBuf(time.Now()); err != nil {
@@ -180,6 +191,15 @@ func (s *stream) run(ctx context.Context) error {
 				return err
 			}
 			idle.Reset(time.Until(idleAt))
+			continue
+		case <-s.armed:
+			s.mu.Lock()
+			at := s.idleAt()
+			s.mu.Unlock()
+			if at.Before(idleAt) {
+				idleAt = at
+				idle.Reset(time.Until(at))
+			}
 			continue
 		case <-s.back:
 			handed = false
@@ -582,6 +602,12 @@ func (s *stream) arm(now time.Time) error {
 		return s.writeErr(err)
 	}
 	s.deadline = now.Add(wt)
+	if s.handed {
+		select {
+		case s.armed <- struct{}{}:
+		default:
+		}
+	}
 	return nil
 }
 

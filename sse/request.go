@@ -104,7 +104,7 @@ func parseMode(s string) (mode, error) {
 	case "exact":
 		return modeExact, nil
 	}
-	return 0, fmt.Errorf("%w: mode %q: want downsample or exact", ErrBadRequest, s)
+	return 0, fmt.Errorf("%w: mode %.24q: want downsample or exact", ErrBadRequest, s)
 }
 
 // minRate and maxRate bound ?rate so that the interval is a sane,
@@ -120,7 +120,7 @@ func parseRate(s string) (time.Duration, error) {
 	}
 	hz, err := strconv.ParseFloat(s, 64)
 	if err != nil || math.IsNaN(hz) || hz < minRate || hz > maxRate {
-		return 0, fmt.Errorf("%w: rate %q: want events per second per topic, from %g to %g", ErrBadRequest, s, minRate, float64(maxRate))
+		return 0, fmt.Errorf("%w: rate %.24q: want events per second per topic, from %g to %g", ErrBadRequest, s, minRate, float64(maxRate))
 	}
 	return time.Duration(float64(time.Second) / hz), nil
 }

@@ -597,7 +597,9 @@ func (e *env) writerRefs() string {
 // most until its write deadline drops it (one writer serves the
 // connection); they then catch up and lose nothing.
 func testStalledStreamOnSharedConnection(t *testing.T, serve serveFunc) {
-	e := newEnv(t, serve, nil, Options{ClientBuffer: 64, WriteTimeout: time.Second})
+	// 2 s: under the race detector on a busy machine a fast reader can be
+	// starved of CPU for over a second, and then dropped as if stalled.
+	e := newEnv(t, serve, nil, Options{ClientBuffer: 64, WriteTimeout: 2 * time.Second})
 	e.run(t)
 	// Stalled: never read after the preamble. In exact mode it must take
 	// every record, more than its flow-control window; a downsampled one

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -92,11 +93,12 @@ type server struct {
 // eddySpec is what the tool configures in an eddy under test; everything
 // else keeps eddy's defaults.
 type eddySpec struct {
-	broker     string // MQTT broker URL
-	filter     string // the one MQTT subscription
-	qos        int    // its QoS
-	maxStreams int    // server.max_streams_per_host: every client comes from 127.0.0.1
-	debug      string // eddy run --debug-listen, for profiling it during a run; "": none
+	broker     string   // MQTT broker URL
+	filter     string   // the one MQTT subscription
+	qos        int      // its QoS
+	maxStreams int      // server.max_streams_per_host: every client comes from 127.0.0.1
+	debug      string   // eddy run --debug-listen, for profiling it during a run; "": none
+	wrap       []string // command prefix eddy runs under (a cgroup), or nil
 }
 
 // eddyConfig is the config of an eddy under test.
@@ -136,7 +138,7 @@ func startEddy(ctx context.Context, bin, dir string, spec eddySpec) (*server, er
 	if spec.debug != "" {
 		args = append(args, "--debug-listen", spec.debug)
 	}
-	c, err := startChild("eddy", filepath.Join(dir, "eddy.log"), append([]string{bin}, args...)...)
+	c, err := startChild("eddy", filepath.Join(dir, "eddy.log"), append(append(slices.Clone(spec.wrap), bin), args...)...)
 	if err != nil {
 		return nil, err
 	}

@@ -17,8 +17,16 @@
 // Every wait has a deadline and every run is bounded in count and time.
 // It is a measurement tool, not a test: run it with go run.
 //
-//	go run ./cmd/eddy-load -scenario stream
-//	go run ./cmd/eddy-load -scenario ingest
+//   - hostile: issue 12's attack classes in turn (half-open TLS, QUIC
+//     Initials, HTTP/2 rapid reset and CONTINUATION flood, HTTP/3 resets,
+//     topic filters, full history scans, an MQTT burst) beside a legitimate HTTP/2 and HTTP/3
+//     stream; per class eddy's peak and settled RSS, CPU, the legitimate
+//     clients' p99 and longest gap, and what eddy refused. Baseline: the
+//     "quiet" class of the same run. -memcap runs eddy in a memory cgroup.
+//
+//     go run ./cmd/eddy-load -scenario stream
+//     go run ./cmd/eddy-load -scenario ingest
+//     go run ./cmd/eddy-load -scenario hostile [-memcap 256] [-eddy OLD_BINARY]
 package main
 
 import (
@@ -30,6 +38,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -66,6 +75,11 @@ type flags struct {
 	ingestInflight []int
 	ingestQoS      int // eddy's subscription QoS
 
+	// hostile scenario
+	hostileFor time.Duration
+	memcap     int64    // bytes; 0: no cgroup
+	classes    []string // empty: all
+
 	debugListen string // eddy run --debug-listen
 
 	serveBaseline bool
@@ -76,7 +90,10 @@ func parseFlags(args []string, stderr io.Writer) (flags, error) {
 	f := flags{out: os.Stdout}
 	fs := flag.NewFlagSet("eddy-load", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&f.scenario, "scenario", "stream", "stream, ingest or all")
+	fs.StringVar(&f.scenario, "scenario", "stream", "stream, ingest, hostile or all (all: stream and ingest)")
+	fs.DurationVar(&f.hostileFor, "hostile-for", 10*time.Second, "hostile: how long each attack class runs")
+	memcap := fs.Int64("memcap", 0, "hostile: run eddy in a memory cgroup of this many MiB (0: none)")
+	classes := fs.String("classes", "", "hostile: comma-separated classes to run (default: all)")
 	fs.StringVar(&f.eddy, "eddy", "", "eddy binary to run (default: go build ./cmd/eddy)")
 	fs.StringVar(&f.dir, "dir", "", "work directory, kept (default: a temporary one, removed)")
 	fs.StringVar(&f.cpuprof, "cpuprofile", "", "write the load tool's own CPU profile to this file")
@@ -103,6 +120,10 @@ func parseFlags(args []string, stderr io.Writer) (flags, error) {
 	if err := fs.Parse(args); err != nil {
 		return f, err
 	}
+	f.memcap = *memcap << 20
+	if *classes != "" {
+		f.classes = strings.Split(*classes, ",")
+	}
 	var err error
 	if f.rates, err = intList("-rates", *rates, 1); err != nil {
 		return f, err
@@ -125,10 +146,17 @@ func parseFlags(args []string, stderr io.Writer) (flags, error) {
 		return f, errors.New("-window: want 1s to 5m")
 	case f.ingestQoS < 0 || f.ingestQoS > 2:
 		return f, errors.New("-ingest-qos: want 0, 1 or 2")
-	case f.scenario != "stream" && f.scenario != "ingest" && f.scenario != "all":
-		return f, fmt.Errorf("-scenario %q: want stream, ingest or all", f.scenario)
+	case f.scenario != "stream" && f.scenario != "ingest" && f.scenario != "hostile" && f.scenario != "all":
+		return f, fmt.Errorf("-scenario %q: want stream, ingest, hostile or all", f.scenario)
+	case f.hostileFor < time.Second || f.hostileFor > time.Minute:
+		return f, errors.New("-hostile-for: want 1s to 1m")
 	}
 	return f, nil
+}
+
+// wantClass reports whether the hostile class name was asked for.
+func (f flags) wantClass(name string) bool {
+	return len(f.classes) == 0 || name == "quiet" || slices.Contains(f.classes, name)
 }
 
 // intList parses comma-separated integers of at least least.

@@ -60,6 +60,11 @@ func run(ctx context.Context, f flags, logger *slog.Logger) error {
 			return err
 		}
 	}
+	if f.scenario == "hostile" {
+		if err := e.hostile(ctx); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

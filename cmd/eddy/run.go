@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -112,6 +113,9 @@ type daemon struct {
 // flush the ring log.
 func run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hup <-chan os.Signal, reload func() (*config.Config, error)) error {
 	d := &daemon{cfg: cfg, logger: logger}
+	if os.Getenv("GOMEMLIMIT") == "" { // an operator's GOMEMLIMIT wins
+		debug.SetMemoryLimit(int64(cfg.Server.MemoryLimit))
+	}
 	reg := metrics.Registry()
 	var err error
 	d.log, err = ringlog.Open(cfg.Storage.Dir, &ringlog.Options{
@@ -182,6 +186,7 @@ func run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hup <-cha
 		StatelessResetKey: resetKey,
 		SessionKey:        sessionKey,
 		MaxStreamsPerHost: cfg.Server.MaxStreamsPerHost,
+		MemoryLimit:       int64(cfg.Server.MemoryLimit),
 		Health:            d.health.ready,
 		Logger:            logger.With("component", "server"),
 	})
@@ -189,6 +194,7 @@ func run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hup <-cha
 		return err
 	}
 	metrics.RegisterQUIC(reg, d.srv.QUICStats)
+	metrics.RegisterDefense(reg, d.srv.DefenseStats)
 	metrics.RegisterRefusals(reg, d.srv.Refused)
 	d.srv.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	if err := d.srv.Start(); err != nil {
