@@ -5,11 +5,14 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 # Debian packages the tests need (real brokers, clients, emulators, and
-# what packaging and the install test use).
+# what packaging and the install test use, and the browser the dashboard's
+# tests drive).
 # Node and npm are checked by command, not package: a NodeSource nodejs
 # brings its own npm, which Debian's npm package would conflict with.
-DEB_DEPS := mosquitto curl qemu-user debootstrap systemd systemd-container lintian dpkg-dev shellcheck
+DEB_DEPS := mosquitto curl qemu-user debootstrap systemd systemd-container lintian dpkg-dev shellcheck chromium
 NODE_TEST_DIR := server/testdata/node
+# The dashboard's test-only npm packages (axe-core), from their lockfile.
+AXE_DIR := dashboard/testdata/axe
 # apt-get needs root: sudo when not root.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Every timestamp in the packages: the commit's time (reproducible builds).
@@ -25,7 +28,8 @@ build:
 
 # deps installs what the test suite needs, one package per apt-get call
 # (this machine's apt drops downloaded packages between dpkg runs), the
-# npm packages of the EventSource test (so that no test reaches a
+# npm packages of the EventSource test and of the dashboard's
+# accessibility check (so that no test reaches a
 # registry), and checks what it cannot install: IPv6 on loopback.
 deps: deps-apt deps-npm deps-ipv6
 	$(GO) mod download
@@ -40,11 +44,15 @@ deps-apt:
 	fi
 
 # The eventsource npm package, pinned by package-lock.json, for
-# server's TestNodeEventSource; reinstalled when the lock file changes.
-deps-npm: $(NODE_TEST_DIR)/node_modules/.package-lock.json
+# server's TestNodeEventSource, and axe-core for the dashboard's
+# accessibility checks; reinstalled when a lock file changes.
+deps-npm: $(NODE_TEST_DIR)/node_modules/.package-lock.json $(AXE_DIR)/node_modules/.package-lock.json
 
 $(NODE_TEST_DIR)/node_modules/.package-lock.json: $(NODE_TEST_DIR)/package-lock.json | deps-apt
 	cd $(NODE_TEST_DIR) && npm ci --no-audit --no-fund
+
+$(AXE_DIR)/node_modules/.package-lock.json: $(AXE_DIR)/package-lock.json | deps-apt
+	cd $(AXE_DIR) && npm ci --no-audit --no-fund
 
 # TestListenDualStack serves on ::1 as well as 127.0.0.1.
 deps-ipv6:
@@ -125,6 +133,7 @@ bench:
 	$(GO) test -run '^$$' -bench BenchmarkMQTTIngest -benchtime 5000x -count 3 ./ingest/ | tee bench-mqtt.txt
 	$(GO) run ./cmd/eddy-load -scenario stream | tee bench-stream.txt
 	$(GO) run ./cmd/eddy-load -scenario ingest | tee bench-ingest.txt
+	EDDY_DASH_BENCH_WINDOW=5m $(GO) test -run '^$$' -bench Dashboard -benchtime 1x -timeout 15m ./dashboard/ | tee bench-dashboard.txt
 
 # fuzz runs every fuzz target for FUZZTIME each.
 FUZZTIME ?= 30s

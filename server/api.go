@@ -76,6 +76,8 @@ func (s *Server) handleSeries(w http.ResponseWriter, r *http.Request) {
 type historyQuery struct {
 	q      ringlog.Query
 	ndjson bool
+	points int       // > 0: decimate into at most this many buckets per topic
+	until  time.Time // the decimation window's end; zero: now
 }
 
 // paramError names the query parameter that was wrong.
@@ -109,6 +111,21 @@ func parseHistory(r *http.Request) (historyQuery, error) {
 			return hq, &paramError{"since", errors.New("not an RFC 3339 time such as 2026-11-23T17:00:00Z")}
 		}
 		hq.q.Since = clampSince(t)
+	}
+	if s := v.Get("points"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > ringlog.MaxPoints {
+			return hq, &paramError{"points", fmt.Errorf("not an integer from 1 to %d", ringlog.MaxPoints)}
+		}
+		// A decimated window is read whole unless a limit is given.
+		hq.points, hq.q.Limit = n, 0
+	}
+	if s := v.Get("until"); s != "" {
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return hq, &paramError{"until", errors.New("not an RFC 3339 time such as 2026-11-23T17:00:00Z")}
+		}
+		hq.until = t
 	}
 	if s := v.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
@@ -159,6 +176,10 @@ func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "400 bad request: "+err.Error(), http.StatusBadRequest)
 		return
 	}
+	if hq.points > 0 {
+		s.handleDecimated(w, r, hq)
+		return
+	}
 	ct, open, sep, end := "application/json", "[", ",", "]\n"
 	if hq.ndjson {
 		ct, open, sep, end = "application/x-ndjson", "", "\n", "\n"
@@ -190,4 +211,78 @@ func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request) {
 		bw.WriteString(end)
 	}
 	bw.Flush()
+}
+
+// handleDecimated answers /api/history?points=N: per topic, at most N
+// buckets {"ts","min","max","last","count"} of its numeric values, as a
+// JSON array of {"topic","unit","buckets"} sorted by topic (ndjson: one
+// series per line). The window is since (default: the first record) to
+// until (default: now).
+func (s *Server) handleDecimated(w http.ResponseWriter, r *http.Request, hq historyQuery) {
+	series, err := s.opt.Log.Decimate(r.Context(), hq.q, hq.points, hq.until)
+	if err != nil {
+		if r.Context().Err() == nil {
+			s.log.Warn("server: decimated history", "error", err)
+			http.Error(w, "500 ring log: "+err.Error(), http.StatusInternalServerError)
+		}
+		return
+	}
+	ct, open, sep, end := "application/json", "[", ",", "]\n"
+	if hq.ndjson {
+		ct, open, sep, end = "application/x-ndjson", "", "\n", "\n"
+		if len(series) == 0 {
+			end = ""
+		}
+	}
+	w.Header().Set("Content-Type", ct)
+	w.Header().Set("Cache-Control", "no-store")
+	buf := make([]byte, 0, 64<<10)
+	buf = append(buf, open...)
+	for i := range series {
+		if i > 0 {
+			buf = append(buf, sep...)
+		}
+		buf = appendSeries(buf, &series[i])
+		if len(buf) > 48<<10 {
+			if _, err := w.Write(buf); err != nil {
+				return
+			}
+			buf = buf[:0]
+		}
+	}
+	buf = append(buf, end...)
+	w.Write(buf)
+}
+
+// appendSeries appends one decimated series as JSON.
+func appendSeries(dst []byte, sr *ringlog.Series) []byte {
+	dst = append(dst, `{"topic":`...)
+	dst, _ = appendJSONString(dst, sr.Topic)
+	if sr.Unit != "" {
+		dst = append(dst, `,"unit":`...)
+		dst, _ = appendJSONString(dst, sr.Unit)
+	}
+	dst = append(dst, `,"buckets":[`...)
+	for i, b := range sr.Buckets {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `{"ts":"`...)
+		dst = b.Time.UTC().AppendFormat(dst, "2006-01-02T15:04:05.000Z07:00")
+		dst = append(dst, `","min":`...)
+		dst = strconv.AppendFloat(dst, b.Min, 'g', -1, 64)
+		dst = append(dst, `,"max":`...)
+		dst = strconv.AppendFloat(dst, b.Max, 'g', -1, 64)
+		dst = append(dst, `,"last":`...)
+		dst = strconv.AppendFloat(dst, b.Last, 'g', -1, 64)
+		dst = append(dst, `,"count":`...)
+		dst = strconv.AppendInt(dst, int64(b.Count), 10)
+		dst = append(dst, '}')
+	}
+	return append(dst, ']', '}')
+}
+
+func appendJSONString(dst []byte, s string) ([]byte, error) {
+	b, err := json.Marshal(s)
+	return append(dst, b...), err
 }

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -19,6 +18,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/eddy-iot/eddy/dashboard"
 )
 
 // SessionCookie is the name of the dashboard's session cookie.
@@ -258,7 +259,12 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	if idx < 0 {
 		s.throttle.fail(addr)
 		s.refuse(r, RefusedLoginFailed)
-		unauthorized(w, r)
+		if !isJSON { // a browser: the form again, saying what went wrong
+			w.Header().Set("WWW-Authenticate", `Bearer realm="eddy"`)
+			s.dash.Login(w, http.StatusUnauthorized, "That token is not valid. Run eddy token on the device to see the right one, and try again.")
+			return
+		}
+		s.unauthorized(w, r)
 		return
 	}
 	s.throttle.forget(addr)
@@ -295,7 +301,8 @@ func isOpen(path string) bool {
 	case "/healthz", "/login", "/logout":
 		return true
 	}
-	return false
+	// The dashboard's scripts and styles hold no data; the login form uses them.
+	return strings.HasPrefix(path, dashboard.AssetPrefix)
 }
 
 // requireAuth answers 401 to requests without valid credentials, and 429
@@ -327,17 +334,15 @@ func (s *Server) requireAuth(next http.Handler) http.Handler {
 			s.throttle.fail(addr)
 		}
 		s.refuse(r, reason)
-		unauthorized(w, r)
+		s.unauthorized(w, r)
 	})
 }
 
-func unauthorized(w http.ResponseWriter, r *http.Request) {
+func (s *Server) unauthorized(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("WWW-Authenticate", `Bearer realm="eddy"`)
 	if r.Method == http.MethodGet && r.URL.Path == "/" {
 		// A browser gets the login form with its 401.
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		w.WriteHeader(http.StatusUnauthorized)
-		w.Write(bytes.TrimSpace(loginPage))
+		s.dash.Login(w, http.StatusUnauthorized, "")
 		return
 	}
 	http.Error(w, "401 unauthorized: send Authorization: Bearer <token>, ?access_token=, a session cookie or a client certificate", http.StatusUnauthorized)

@@ -80,7 +80,7 @@ func TestBrowserGetsLoginFormWith401(t *testing.T) {
 		t.Fatalf("GET / without auth: %d %q", resp.StatusCode, body)
 	}
 	_, body = get(t, h2Client(t, e), e.url("/"), "Authorization", "Bearer "+testToken)
-	if !strings.Contains(body, "eddy") || !strings.Contains(body, `href="/api/series"`) {
+	if !strings.Contains(body, "eddy") || !strings.Contains(body, `id="tiles"`) {
 		t.Fatalf("GET / with auth: %q", body)
 	}
 }

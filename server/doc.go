@@ -1,8 +1,10 @@
 // Package server owns eddy's HTTP front door: one TLS listener serving
 // HTTP/2 and HTTP/1.1 (TCP) and, when enabled, quic-go's HTTP/3 server on
-// the same port (UDP), both around one handler; authentication; and the
-// JSON endpoints beside the live stream (/api/series, /api/history,
-// /healthz, the / placeholder page).
+// the same port (UDP), both around one handler; authentication; the JSON
+// endpoints beside the live stream (/api/series, /api/history with its
+// decimated form, /api/status with sections the daemon adds through
+// AddStatus, /healthz); and the mounting of the dashboard package at /
+// (its assets under /assets/ need no auth: they hold no data).
 //
 // Guarantees:
 //

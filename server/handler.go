@@ -1,16 +1,11 @@
 package server
 
 import (
-	_ "embed"
 	"net/http"
 	"time"
+
+	"github.com/eddy-iot/eddy/dashboard"
 )
-
-//go:embed index.html
-var indexPage []byte
-
-//go:embed login.html
-var loginPage []byte
 
 // routes mounts the built-in endpoints.
 func (s *Server) routes() {
@@ -19,7 +14,9 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("POST /logout", s.handleLogout)
 	s.mux.HandleFunc("GET /api/series", s.handleSeries)
 	s.mux.HandleFunc("GET /api/history", s.handleHistory)
-	s.mux.HandleFunc("GET /{$}", s.handleIndex)
+	s.mux.HandleFunc("GET /api/status", s.handleStatus)
+	s.mux.Handle("GET /{$}", s.dash)
+	s.mux.Handle("GET "+dashboard.AssetPrefix, s.dash)
 	events := s.opt.Events
 	if events == nil {
 		events = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -59,10 +56,4 @@ func (s *Server) logged(next http.Handler) http.Handler {
 		s.log.Debug("server: request", "method", r.Method, "path", r.URL.Path,
 			"proto", r.Proto, "remote", r.RemoteAddr, "took", time.Since(start))
 	})
-}
-
-func (s *Server) handleIndex(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Write(indexPage)
 }

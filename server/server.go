@@ -17,6 +17,7 @@ import (
 	"github.com/quic-go/quic-go/http3"
 	"golang.org/x/net/http2"
 
+	"github.com/eddy-iot/eddy/dashboard"
 	"github.com/eddy-iot/eddy/ratelog"
 	"github.com/eddy-iot/eddy/ringlog"
 	"github.com/eddy-iot/eddy/sse"
@@ -80,6 +81,8 @@ type Options struct {
 	// restart logs dashboards out).
 	SessionKey []byte
 	SessionTTL time.Duration // default DefaultSessionTTL
+	// Version is reported by /api/status.
+	Version string
 	// Health, when set, is asked by /healthz beside the server's own checks;
 	// a non-nil error is reported as the reason for 503.
 	Health func(ctx context.Context) error
@@ -206,6 +209,8 @@ type Server struct {
 	auth *authenticator
 	lim  *hostLimiter
 	gate requestGate
+	dash *dashboard.Dashboard
+	stat statusState
 	def  *defense
 	// tcpLim and quicLim admit connections; history holds a token per
 	// running /api/history request.
@@ -241,7 +246,12 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	dash, err := dashboard.New()
+	if err != nil {
+		return nil, fmt.Errorf("server: dashboard: %w", err)
+	}
 	s := &Server{
+		dash: dash,
 		opt:  o,
 		log:  o.Logger,
 		mux:  http.NewServeMux(),
@@ -259,6 +269,7 @@ func New(opts Options) (*Server, error) {
 		refused:  refusals{log: ratelog.New(o.Logger, refusalLogEvery)},
 		throttle: newAuthThrottle(o.AuthFailures, o.AuthFailureWindow),
 	}
+	s.stat.init(o.Log)
 	s.routes()
 	handler := s.handler()
 	if s.h2, err = s.newHTTP2(handler); err != nil {

@@ -106,6 +106,7 @@ type daemon struct {
 	ingest *ingestGroup
 	dev    *devtls.Device
 	health *healthCheck
+	push   *pushRunner // nil without [upstream]
 }
 
 // run builds the parts, serves until ctx ends, and shuts down in reverse
@@ -181,13 +182,14 @@ func run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hup <-cha
 		HTTP3:             cfg.Server.HTTP3,
 		TLS:               dev.ServerConfig(),
 		Log:               d.log,
-		Events:            d.hub,
+		Events:            withEpoch(d.log, d.hub),
 		Tokens:            tokens,
 		StatelessResetKey: resetKey,
 		SessionKey:        sessionKey,
 		MaxStreamsPerHost: cfg.Server.MaxStreamsPerHost,
 		MemoryLimit:       int64(cfg.Server.MemoryLimit),
 		Health:            d.health.ready,
+		Version:           readBuildInfo().Version,
 		Logger:            logger.With("component", "server"),
 	})
 	if err != nil {
@@ -208,6 +210,13 @@ func run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hup <-cha
 		d.shutdown()
 		return configError{err}
 	}
+	if cfg.Upstream.Enabled() {
+		if d.push, err = startPush(cfg, d.log, reg, logger.With("component", "upstream")); err != nil {
+			d.shutdown()
+			return configError{err}
+		}
+	}
+	addStatus(d.srv, hubMetrics, d.ingest)
 	notifyReady(logger)
 	watchdogDone := startWatchdog(ctx, d.health.progress, logger)
 
@@ -285,6 +294,7 @@ func (d *daemon) shutdown() {
 	if d.ingest != nil {
 		d.ingest.stop()
 	}
+	d.push.stop()
 }
 
 func (d *daemon) closeLog() {

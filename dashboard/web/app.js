@@ -1,0 +1,730 @@
+// eddy dashboard. No framework, no build step. Events are queued as they
+// arrive and applied once per animation frame; the DOM and canvases are
+// written at most once per frame per visible tile.
+'use strict';
+(function () {
+  const $ = (s) => document.querySelector(s);
+  const SPARK_N = 120;          // points kept per sparkline
+  const SPARK_WINDOW = 300;     // seconds of history backfilled into sparklines
+  const narrow = matchMedia('(max-width: 600px)').matches;
+  // Per-topic event rate asked of the server: what a person can read, and
+  // what a phone can draw. Tests may set ?rate= on the page.
+  const params = new URLSearchParams(location.search);
+  const RATE = params.has('rate') ? Number(params.get('rate')) : (narrow ? 2 : 4);
+  const FAV_KEY = 'eddy.favourites';
+
+  const series = new Map();   // topic -> S
+  let queue = [];             // raw event data, applied at the next frame
+  let frameQueued = false;
+  let paused = false;
+  let lastSeq = 0;            // highest seq applied: the resume point
+  let skipped = 0, lastGap = 0;
+  let connState = 'connecting';
+  let filterFn = () => true;
+  let favs = new Set(loadFavs());
+  const tilesEl = $('#tiles');
+  const tpl = $('#tile-tpl');
+
+  function loadFavs() {
+    try { return JSON.parse(localStorage.getItem(FAV_KEY)) || []; } catch (e) { return []; }
+  }
+  function saveFavs() {
+    try { localStorage.setItem(FAV_KEY, JSON.stringify([...favs])); } catch (e) { /* private mode */ }
+  }
+
+  // ---- values ----------------------------------------------------------
+  function fmtNum(v) {
+    const a = Math.abs(v);
+    if (a >= 1e6) { // 312.5 M, not 3.125e+8
+      const e = Math.min(Math.floor(Math.log10(a) / 3), 4);
+      return String(Number((v / 10 ** (3 * e)).toPrecision(4))) + ' ' + ' kMGT'[e];
+    }
+    if (Number.isInteger(v)) return String(v);
+    if (a > 0 && a < 1e-3) return v.toExponential(2);
+    return String(Number(v.toPrecision(a >= 1000 ? 6 : 4)));
+  }
+  // describe turns a reading into what a tile shows and what it plots.
+  function describe(r) {
+    if ('value_b64' in r) {
+      const n = Math.floor(r.value_b64.length * 3 / 4) - (r.value_b64.endsWith('==') ? 2 : r.value_b64.endsWith('=') ? 1 : 0);
+      return { text: 'binary, ' + n + ' B', num: NaN, isText: true, title: r.value_b64.slice(0, 64) };
+    }
+    const v = r.value;
+    if (typeof v === 'number') {
+      if (r.unit === 'bytes' || r.unit === 'B') return { text: fmtBytes(v), num: v, isText: false, noUnit: true };
+      return { text: fmtNum(v), num: v, isText: false };
+    }
+    if (typeof v === 'boolean') return { text: v ? 'true' : 'false', num: v ? 1 : 0, isText: true };
+    if (typeof v === 'string') return { text: v.length > 80 ? v.slice(0, 80) + '…' : v, num: NaN, isText: true, title: v.slice(0, 500) };
+    const s = JSON.stringify(v);
+    return { text: s.length > 80 ? s.slice(0, 80) + '…' : s, num: NaN, isText: true, title: s.slice(0, 500) };
+  }
+
+  // ---- series and tiles ------------------------------------------------
+  class S {
+    constructor(topic) {
+      this.topic = topic;
+      this.seq = 0; this.ts = 0; this.unit = '';
+      this.d = null;               // describe() of the latest value
+      this.st = new Float64Array(SPARK_N); this.sv = new Float64Array(SPARK_N);
+      this.n = 0; this.head = 0;   // ring of sparkline points
+      this.interval = 0;           // smoothed seconds between readings
+      this.dirty = true; this.sparkDirty = true; this.visible = false;
+      this.ageText = ''; this.stale = false; this.sparkAt = -1e9;
+      this.el = null;
+    }
+    push(t, v) {
+      if (!Number.isFinite(v)) return;
+      this.st[this.head] = t; this.sv[this.head] = v;
+      this.head = (this.head + 1) % SPARK_N; this.n = Math.min(this.n + 1, SPARK_N);
+      this.sparkDirty = true;
+    }
+  }
+
+  function getSeries(topic) {
+    let s = series.get(topic);
+    if (!s) {
+      s = new S(topic);
+      series.set(topic, s);
+      makeTile(s);
+    }
+    return s;
+  }
+
+  const io = new IntersectionObserver((entries) => {
+    for (const e of entries) {
+      const s = e.target._s;
+      s.visible = e.isIntersecting;
+      if (s.visible) schedule();
+    }
+  });
+  const ro = new ResizeObserver((entries) => {
+    for (const e of entries) {
+      const s = e.target.closest('.tile')._s;
+      s.cw = Math.round(e.contentRect.width); s.ch = Math.round(e.contentRect.height);
+      s.sparkDirty = true;
+    }
+    schedule();
+  });
+
+  function makeTile(s) {
+    const li = tpl.content.firstElementChild.cloneNode(true);
+    li._s = s;
+    s.el = {
+      li, name: li.querySelector('.name'), fav: li.querySelector('.fav'), val: li.querySelector('.val'),
+      num: li.querySelector('.num'), unit: li.querySelector('.unit'), age: li.querySelector('.age'),
+      spark: li.querySelector('.spark'),
+    };
+    // The last level, which tells tiles apart, first and large; the path
+    // above it below, small. (The DOM keeps the topic's order, so the
+    // button's text is the topic.)
+    const cut = s.topic.lastIndexOf('/') + 1;
+    const path = document.createElement('span'), leaf = document.createElement('span');
+    path.className = 'path'; leaf.className = 'leaf';
+    path.textContent = s.topic.slice(0, cut); leaf.textContent = s.topic.slice(cut);
+    s.el.name.append(path, leaf);
+    s.el.name.title = 'Chart ' + s.topic;
+    s.el.name.setAttribute('aria-label', s.topic + ': chart');
+    s.el.name.addEventListener('click', () => chartToggle(s.topic, true));
+    s.el.fav.addEventListener('click', () => toggleFav(s.topic));
+    setFav(s);
+    li.hidden = !filterFn(s.topic);
+    insertSorted(s);
+    io.observe(li);
+    ro.observe(s.el.spark);
+    $('#empty').hidden = true;
+    updateCount();
+  }
+  function setFav(s) {
+    const on = favs.has(s.topic);
+    s.el.fav.setAttribute('aria-pressed', String(on));
+    s.el.fav.textContent = on ? '★' : '☆';
+    s.el.fav.setAttribute('aria-label', (on ? 'Unpin ' : 'Pin ') + s.topic);
+    s.el.li.classList.toggle('pinned', on);
+  }
+  function before(a, b) { // favourites first, then by topic
+    const fa = favs.has(a), fb = favs.has(b);
+    if (fa !== fb) return fa;
+    return a < b;
+  }
+  function insertSorted(s) {
+    // Tiles are sorted; find the first one that should follow s.
+    let lo = 0, hi = tilesEl.children.length;
+    const kids = tilesEl.children;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (before(kids[mid]._s.topic, s.topic)) lo = mid + 1; else hi = mid;
+    }
+    tilesEl.insertBefore(s.el.li, kids[lo] || null);
+  }
+  function toggleFav(topic) {
+    if (favs.has(topic)) favs.delete(topic); else favs.add(topic);
+    saveFavs();
+    const s = series.get(topic);
+    setFav(s);
+    const focused = document.activeElement;
+    insertSorted(s);
+    if (focused) focused.focus();
+  }
+
+  // ---- filter ----------------------------------------------------------
+  function compileFilter(q) {
+    q = q.trim();
+    if (!q) return () => true;
+    if (q.includes('+') || q.includes('#')) {
+      const f = q.split('/');
+      return (topic) => {
+        const t = topic.split('/');
+        for (let i = 0; i < f.length; i++) {
+          if (f[i] === '#') return true;
+          if (i >= t.length) return false;
+          if (f[i] !== '+' && f[i] !== t[i]) return false;
+        }
+        return f.length === t.length;
+      };
+    }
+    const lq = q.toLowerCase();
+    return (topic) => topic.toLowerCase().includes(lq);
+  }
+  let filterTimer = 0;
+  $('#filter').addEventListener('input', (e) => {
+    clearTimeout(filterTimer);
+    filterTimer = setTimeout(() => {
+      filterFn = compileFilter(e.target.value);
+      for (const s of series.values()) s.el.li.hidden = !filterFn(s.topic);
+      updateCount();
+    }, 80);
+  });
+  function updateCount() {
+    let shown = 0;
+    for (const s of series.values()) if (!s.el.li.hidden) shown++;
+    $('#count').textContent = shown === series.size ? series.size + ' series' : shown + ' of ' + series.size + ' series';
+  }
+
+  // ---- applying readings -----------------------------------------------
+  let applied = 0;
+  function apply(r) {
+    applied++;
+    if (r.seq > lastSeq) lastSeq = r.seq;
+    const s = getSeries(r.topic);
+    if (r.seq <= s.seq) return; // a replay of what this tile already shows
+    const t = Date.parse(r.ts) / 1000;
+    if (s.ts && t > s.ts) {
+      const dt = t - s.ts;
+      s.interval = s.interval ? s.interval * 0.8 + dt * 0.2 : dt;
+    }
+    s.seq = r.seq; s.ts = t; s.unit = r.unit || '';
+    s.d = describe(r);
+    s.push(t, s.d.num);
+    s.dirty = true;
+    chartLive(r.topic, r.seq, t, s.d.num);
+  }
+
+  // The page paints at most every PAINT_MS: each painted frame has a
+  // fixed cost (style, paint, composite) that, with records arriving all
+  // the time, would otherwise be paid 60 times a second for a few tiles
+  // each. A quarter second is quicker than anyone reads a value.
+  // A device too slow for that (long tasks) is painted less often, down
+  // to every 750 ms; the rate creeps back once it keeps up.
+  let PAINT_MS = 250;
+  let lastLong = 0;
+  try {
+    new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) if (e.duration > 50) { lastLong = performance.now(); PAINT_MS = Math.min(750, PAINT_MS * 1.5); }
+    }).observe({ type: 'longtask' });
+  } catch (e) { /* no long-task timing: keep 250 ms */ }
+  setInterval(() => { if (performance.now() - lastLong > 5000) PAINT_MS = Math.max(250, PAINT_MS / 1.5); }, 5000);
+  let lastPaint = 0;
+  function schedule() {
+    if (frameQueued) return;
+    frameQueued = true;
+    const wait = lastPaint + PAINT_MS - performance.now();
+    if (wait > 4) setTimeout(() => requestAnimationFrame(frame), wait);
+    else requestAnimationFrame(frame);
+  }
+  let frameMs = 0, frames = 0, streamMs = 0;
+  function frame() {
+    const t0 = performance.now();
+    lastPaint = t0;
+    frameInner(t0);
+    frameMs += performance.now() - t0; frames++;
+  }
+  const SPARK_MS = 1000;
+  let sparkLater = false;
+  function frameInner(t0) {
+    frameQueued = false;
+    sparkLater = false;
+    const q = queue; queue = [];
+    for (let i = 0; i < q.length; i++) {
+      let r;
+      try { r = JSON.parse(q[i]); } catch (e) { continue; }
+      apply(r);
+    }
+    if (ageDue) renderAges();
+    if (paused) return;
+    for (const s of series.values()) {
+      if (!s.visible || s.el.li.hidden) continue;
+      if (s.dirty) renderTile(s);
+      // Sparklines move at most once a second: a redrawn canvas costs a
+      // paint of its own, and a trend does not need more.
+      if (s.sparkDirty && t0 - s.sparkAt >= SPARK_MS) { s.sparkAt = t0; drawSpark(s); }
+      else if (s.sparkDirty) sparkLater = true;
+    }
+    chartRender();
+    if (sparkLater) setTimeout(schedule, SPARK_MS);
+  }
+  function renderTile(s) {
+    s.dirty = false;
+    const d = s.d;
+    if (!d) return;
+    if (s.el.num.textContent !== d.text) s.el.num.textContent = d.text;
+    const unit = d.noUnit ? '' : s.unit;
+    if (s.el.unit.textContent !== unit) s.el.unit.textContent = unit;
+    if (d.isText !== s.el.val.classList.contains('text')) s.el.val.classList.toggle('text', d.isText);
+    const title = d.title || '';
+    if (s.el.val.title !== title) s.el.val.title = title;
+    renderAge(s, Date.now() / 1000);
+  }
+  function fmtAge(sec) {
+    if (sec < 1.5) return 'now';
+    if (sec < 60) return Math.round(sec) + ' s ago';
+    if (sec < 3600) return Math.round(sec / 60) + ' min ago';
+    if (sec < 86400) return Math.round(sec / 3600) + ' h ago';
+    return Math.round(sec / 86400) + ' d ago';
+  }
+  function renderAge(s, now) {
+    if (!s.ts) return;
+    const age = Math.max(0, now - s.ts);
+    // Stale: well past the series' own rhythm, and never under 10 s.
+    const stale = age > Math.max(10, 3 * s.interval);
+    const text = (stale ? 'stale, ' : '') + fmtAge(age);
+    if (text !== s.ageText) { s.ageText = text; s.el.age.textContent = text; }
+    if (stale !== s.stale) { s.stale = stale; s.el.li.classList.toggle('stale', stale); }
+  }
+  let sparkColor = '#0047b3';
+  function readColors() {
+    sparkColor = getComputedStyle(document.documentElement).getPropertyValue('--spark').trim() || sparkColor;
+    for (const s of series.values()) s.sparkDirty = true;
+    chartRebuild();
+  }
+  matchMedia('(prefers-color-scheme: dark)').addEventListener('change', () => { readColors(); schedule(); });
+
+  function drawSpark(s) {
+    s.sparkDirty = false;
+    const c = s.el.spark;
+    const dpr = window.devicePixelRatio || 1;
+    const w = s.cw || 0, h = s.ch || 0;
+    if (!w || !h) return;
+    const W = Math.round(w * dpr), H = Math.round(h * dpr);
+    if (c.width !== W || c.height !== H) { c.width = W; c.height = H; }
+    const g = c.getContext('2d');
+    g.clearRect(0, 0, W, H);
+    if (s.n < 2) return;
+    const start = (s.head - s.n + SPARK_N) % SPARK_N;
+    let lo = Infinity, hi = -Infinity;
+    const t0 = s.st[start], t1 = s.st[(s.head - 1 + SPARK_N) % SPARK_N];
+    for (let i = 0; i < s.n; i++) {
+      const v = s.sv[(start + i) % SPARK_N];
+      if (v < lo) lo = v; if (v > hi) hi = v;
+    }
+    if (hi === lo) { hi += 1; lo -= 1; }
+    const span = Math.max(t1 - t0, 1e-3), pad = 3 * dpr;
+    g.lineWidth = 2 * dpr; g.lineJoin = 'round'; g.strokeStyle = sparkColor;
+    g.beginPath();
+    for (let i = 0; i < s.n; i++) {
+      const k = (start + i) % SPARK_N;
+      const x = (s.st[k] - t0) / span * (W - 2 * pad) + pad;
+      const y = H - pad - (s.sv[k] - lo) / (hi - lo) * (H - 2 * pad);
+      if (i === 0) g.moveTo(x, y); else g.lineTo(x, y);
+    }
+    g.stroke();
+  }
+
+  // Ages and connection state tick once a second.
+  // (In the next painted frame, with whatever else changed.)
+  let ageDue = false;
+  setInterval(() => { ageDue = true; schedule(); }, 1000);
+  function renderAges() {
+    ageDue = false;
+    const now = Date.now() / 1000;
+    if (!paused) for (const s of series.values()) if (s.visible && !s.el.li.hidden) renderAge(s, now);
+    renderState();
+  }
+
+  // ---- connection ------------------------------------------------------
+  function setState(st) { connState = st; renderState(); }
+  function renderState() {
+    const el = $('#state');
+    let st = connState, text = connState;
+    if (st === 'live' && Date.now() - lastGap < 10000) {
+      st = 'downsampled';
+      text = 'downsampled: ' + skipped.toLocaleString('en') + ' updates skipped';
+    }
+    if (st === 'reconnecting' || st === 'connecting') text = st + '…';
+    if (paused) { st = 'paused'; text = 'paused'; }
+    if (el.dataset.state !== st) el.dataset.state = st;
+    if (el.textContent !== text) el.textContent = text;
+  }
+  function eventsURL() {
+    let u = '/events?mode=downsample';
+    if (RATE > 0) u += '&rate=' + RATE;
+    return u;
+  }
+  // The stream is read with fetch, not EventSource: EventSource
+  // dispatches one DOM event per record, and at 800 records/s on a slow
+  // CPU that alone made long tasks (BENCHMARKS.md). Reading the body in
+  // chunks costs one task per chunk. The protocol is the same: the
+  // server's retry hint is honoured, and a reconnect resumes with
+  // Last-Event-ID, so nothing is missed or shown twice.
+  let retryMs = 2000, lastId = 0, retryTimer = 0, stallTimer = 0, ctrl = null;
+  const STALL_MS = 45000; // no byte, not even a heartbeat: the link is dead
+  function connect() {
+    clearTimeout(retryTimer);
+    if (ctrl) ctrl.abort();
+    const c = new AbortController();
+    ctrl = c;
+    stream(c).catch(() => {}).then(() => { if (ctrl === c && (!c.signal.aborted || c.stalled)) reconnect(); });
+  }
+  function reconnect() {
+    clearTimeout(stallTimer);
+    setState('reconnecting');
+    clearTimeout(retryTimer);
+    retryTimer = setTimeout(connect, retryMs * (0.5 + Math.random()));
+  }
+  function stall(c) {
+    clearTimeout(stallTimer);
+    stallTimer = setTimeout(() => { c.stalled = true; c.abort(); }, STALL_MS);
+  }
+  async function stream(c) {
+    const headers = { Accept: 'text/event-stream' };
+    const from = Math.max(lastId, lastSeq);
+    if (from > 0) headers['Last-Event-ID'] = String(from);
+    stall(c);
+    const resp = await fetch(eventsURL(), { headers, cache: 'no-store', signal: c.signal });
+    if (resp.status === 401) { location.reload(); c.abort(); return; } // the session lapsed: the login form
+    if (!resp.ok || !resp.body) return;
+    setState('live'); detectProto(); pollStatus();
+    const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buf = '';
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      stall(c);
+      const t0 = performance.now();
+      buf += value;
+      let from = 0, end;
+      while ((end = buf.indexOf('\n\n', from)) >= 0) {
+        dispatch(buf.slice(from, end));
+        from = end + 2;
+      }
+      if (from) buf = buf.slice(from);
+      if (queue.length) schedule();
+      streamMs += performance.now() - t0;
+    }
+  }
+  // dispatch handles one event block (text/event-stream, LF line ends).
+  function dispatch(block) {
+    let ev = 'message', data = '';
+    for (const line of block.split('\n')) {
+      const colon = line.indexOf(':');
+      if (colon === 0) continue; // a comment: the heartbeat
+      const field = colon < 0 ? line : line.slice(0, colon);
+      let val = colon < 0 ? '' : line.slice(colon + 1);
+      if (val.charCodeAt(0) === 32) val = val.slice(1);
+      if (field === 'data') data = data ? data + '\n' + val : val;
+      else if (field === 'event') ev = val;
+      else if (field === 'id') { const n = Number(val); if (n > lastId) lastId = n; }
+      else if (field === 'retry') { const n = Number(val); if (n > 0) retryMs = n; }
+    }
+    if (ev === 'reading') queue.push(data);
+    else if (ev === 'gap') {
+      try { skipped += JSON.parse(data).dropped || 0; } catch (x) { /* ignore */ }
+      lastGap = Date.now(); renderState();
+    }
+  }
+  function detectProto() {
+    // The stream's own entry appears only when it ends; requests to the
+    // same origin share its connection, so the newest one tells.
+    const ents = performance.getEntriesByType('resource').filter((e) => e.name.startsWith(location.origin) && e.nextHopProtocol);
+    const nav = performance.getEntriesByType('navigation')[0];
+    const p = ents.length ? ents[ents.length - 1].nextHopProtocol : (nav && nav.nextHopProtocol) || '';
+    if (ents.length > 100) performance.clearResourceTimings(); // polling adds one every 5 s
+    const label = p === 'http/1.1' ? 'h1' : p;
+    const el = $('#proto');
+    if (label && el.textContent !== label) el.textContent = label;
+  }
+  performance.setResourceTimingBufferSize(500);
+  document.addEventListener('visibilitychange', () => { if (!document.hidden) schedule(); });
+
+  $('#pause').addEventListener('click', (e) => {
+    paused = !paused;
+    e.target.setAttribute('aria-pressed', String(paused));
+    e.target.textContent = paused ? 'Resume' : 'Pause';
+    if (!paused) { for (const s of series.values()) { s.dirty = true; s.sparkDirty = true; } chartDirty = true; schedule(); }
+    renderState();
+  });
+
+  // ---- device panel ----------------------------------------------------
+  function fmtBytes(n) {
+    const u = ['B', 'KiB', 'MiB', 'GiB'];
+    let i = 0; while (n >= 1024 && i < u.length - 1) { n /= 1024; i++; }
+    return (i ? n.toFixed(1) : n) + ' ' + u[i];
+  }
+  function fmtDur(s) {
+    s = Math.floor(s);
+    const d = Math.floor(s / 86400), h = Math.floor(s % 86400 / 3600), m = Math.floor(s % 3600 / 60);
+    return d ? d + ' d ' + h + ' h' : h ? h + ' h ' + m + ' min' : m ? m + ' min ' + (s % 60) + ' s' : s + ' s';
+  }
+  function renderStatus(st) {
+    $('#host').textContent = st.hostname || '';
+    const rows = [
+      ['Host', st.hostname], ['Version', st.version || '–'], ['Uptime', fmtDur(st.uptime_seconds || 0)],
+      ['Ingest', (st.ingest ? st.ingest.records_per_second : 0) + ' records/s'],
+    ];
+    if (st.streams) rows.push(['Streams', Object.entries(st.streams).map(([k, v]) => k + ' ' + v).join(', ')]);
+    if (st.log) {
+      const l = st.log;
+      rows.push(['Ring log', fmtBytes(l.bytes) + ' in ' + l.records.toLocaleString('en') + ' records (file ' + fmtBytes(l.file_bytes) + ')']);
+      rows.push(['Oldest record', l.oldest_time ? new Date(l.oldest_time).toLocaleString() + ' (#' + l.oldest_seq + ')' : '–']);
+      if (l.error) rows.push(['Log error', l.error, 'bad']);
+    }
+    if (st.epoch) rows.push(['Epoch', st.epoch]);
+    for (const m of st.mqtt || []) rows.push(['MQTT ' + m.broker, m.connected ? 'connected' : 'disconnected', m.connected ? 'good' : 'bad']);
+    for (const s of st.sensors || []) rows.push(['Sensor ' + s.name, s.up ? 'up' : 'error: ' + (s.last_error || 'unknown'), s.up ? 'good' : 'bad']);
+    if (st.upstream) rows.push(['Upstream', typeof st.upstream === 'object' ? (st.upstream.state || JSON.stringify(st.upstream)) : String(st.upstream)]);
+    const dl = $('#status');
+    const frag = document.createDocumentFragment();
+    for (const [k, v, cls] of rows) {
+      const dt = document.createElement('dt'); dt.textContent = k;
+      const dd = document.createElement('dd'); dd.textContent = v == null ? '–' : String(v);
+      if (cls) dd.className = cls;
+      frag.append(dt, dd);
+    }
+    dl.replaceChildren(frag);
+  }
+  async function pollStatus() {
+    try {
+      const r = await fetch('/api/status', { cache: 'no-store' });
+      if (r.status === 401) { location.reload(); return; }
+      if (r.ok) renderStatus(await r.json());
+      detectProto();
+    } catch (e) { /* offline: the state pill says so */ }
+  }
+  setInterval(pollStatus, 5000);
+
+  // ---- chart -------------------------------------------------------------
+  const chart = { topics: [], window: 300, data: new Map(), plot: null, lastDraw: 0 };
+  let chartDirty = false;
+  const palette = ['#0057d9', '#c2410c', '#15803d', '#9333ea', '#b91c1c', '#0e7490'];
+  const paletteDark = ['#6cb0ff', '#ffa657', '#7ee787', '#d2a8ff', '#ff7b72', '#56d4dd'];
+  function colors() { return matchMedia('(prefers-color-scheme: dark)').matches ? paletteDark : palette; }
+
+  function chartToggle(topic, add) {
+    const i = chart.topics.indexOf(topic);
+    if (add && i < 0) {
+      if (chart.topics.length >= 6) chart.topics.shift();
+      chart.topics.push(topic);
+    } else if (!add && i >= 0) {
+      chart.topics.splice(i, 1);
+    } else if (add) {
+      $('#chart-panel').scrollIntoView({ block: 'nearest' });
+      return;
+    }
+    chartLoad();
+  }
+  async function chartLoad() {
+    const panel = $('#chart-panel');
+    panel.hidden = chart.topics.length === 0;
+    renderChips();
+    if (!chart.topics.length) { chartDestroy(); return; }
+    panel.scrollIntoView({ block: 'nearest' });
+    const width = $('#chart').clientWidth || 600;
+    const points = Math.max(50, Math.min(1000, Math.round(width)));
+    const since = new Date(Date.now() - chart.window * 1000).toISOString();
+    const q = chart.topics.map((t) => 'topic=' + encodeURIComponent(t)).join('&');
+    const url = '/api/history?' + q + '&since=' + since + '&points=' + points;
+    chart.loading = url;
+    // Readings that arrive while the backfill loads are kept, and added
+    // after it unless it already holds them.
+    const pending = new Map(chart.topics.map((t) => [t, chart.data.get(t) || { t: [], v: [], lo: [], hi: [], seq: series.has(t) ? series.get(t).seq : 0 }]));
+    chart.data = pending;
+    let body;
+    try {
+      const r = await fetch(url, { cache: 'no-store' });
+      if (r.status === 401) { location.reload(); return; }
+      body = await r.json();
+    } catch (e) { return; }
+    if (chart.loading !== url) return; // a newer load started
+    const data = new Map();
+    for (const t of chart.topics) data.set(t, { t: [], v: [], lo: [], hi: [], seq: 0 });
+    for (const sr of body) {
+      const d = data.get(sr.topic);
+      if (!d) continue;
+      for (const b of sr.buckets) { d.t.push(Date.parse(b.ts) / 1000); d.v.push(b.last); d.lo.push(b.min); d.hi.push(b.max); }
+    }
+    for (const [t, d] of data) {
+      const p = pending.get(t);
+      const last = d.t.length ? d.t[d.t.length - 1] : -Infinity;
+      for (let i = 0; i < p.t.length; i++) if (p.t[i] > last) { d.t.push(p.t[i]); d.v.push(p.v[i]); d.lo.push(p.lo[i]); d.hi.push(p.hi[i]); }
+      d.seq = p.seq;
+    }
+    chart.data = data;
+    chart.url = url;
+    chartRebuild();
+  }
+  function chartLive(topic, seq, t, v) {
+    const d = chart.data.get(topic);
+    if (!d || !Number.isFinite(v) || seq <= d.seq) return;
+    d.seq = seq;
+    if (d.t.length && t <= d.t[d.t.length - 1]) return; // out of order: not drawable
+    d.t.push(t); d.v.push(v); d.lo.push(v); d.hi.push(v);
+    const cut = Date.now() / 1000 - chart.window;
+    let k = 0; while (k < d.t.length - 2 && d.t[k] < cut) k++;
+    if (k > 0 || d.t.length > 5000) { k = Math.max(k, d.t.length - 5000); d.t.splice(0, k); d.v.splice(0, k); d.lo.splice(0, k); d.hi.splice(0, k); }
+    chartDirty = true;
+  }
+  // aligned joins the topics' points into uPlot's [x, y1, y2...] form.
+  function aligned() {
+    const ts = chart.topics.map((t) => chart.data.get(t) || { t: [], v: [], lo: [], hi: [] });
+    // One series: its last values, and the band of each bucket's min and
+    // max, so a decimated day still shows its spikes.
+    if (ts.length === 1) return [ts[0].t.slice(), ts[0].v.slice(), ts[0].lo.slice(), ts[0].hi.slice()];
+    const xs = [...new Set(ts.flatMap((d) => d.t))].sort((a, b) => a - b);
+    const idx = new Map(xs.map((x, i) => [x, i]));
+    const out = [xs];
+    for (const d of ts) {
+      const y = new Array(xs.length).fill(null);
+      for (let i = 0; i < d.t.length; i++) y[idx.get(d.t[i])] = d.v[i];
+      out.push(y);
+    }
+    return out;
+  }
+  function timeLabel(sec) {
+    const o = { hour: '2-digit', minute: '2-digit', hour12: false };
+    if (chart.window <= 300 && !narrow) o.second = '2-digit';
+    const d = new Date(sec * 1000);
+    const t = d.toLocaleTimeString([], o);
+    return chart.window > 3600 && d.getHours() === 0 && d.getMinutes() === 0 ? d.toLocaleDateString() : t;
+  }
+  function chartDestroy() { if (chart.plot) { chart.plot.destroy(); chart.plot = null; } }
+  function chartRebuild() {
+    chartDestroy();
+    if (!chart.topics.length || !window.uPlot) return;
+    const el = $('#chart');
+    const css = getComputedStyle(document.documentElement);
+    const fg = css.getPropertyValue('--fg').trim(), grid = css.getPropertyValue('--line').trim();
+    const cols = colors();
+    const axis = { stroke: fg, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid } };
+    const opts = {
+      width: el.clientWidth || 600, height: narrow ? 240 : 320,
+      scales: { x: { time: true } },
+      // One line of local time per tick, spaced so labels never overlap.
+      axes: [Object.assign({ space: narrow ? 55 : 90, values: (u, splits) => splits.map(timeLabel) }, axis), Object.assign({ size: 60 }, axis)],
+      cursor: { drag: { x: true, y: false } },
+      legend: { live: true },
+      series: [{ label: 'time' }].concat(chart.topics.map((t, i) => {
+        const s = series.get(t);
+        return { label: t + (s && s.unit ? ' (' + s.unit + ')' : ''), stroke: cols[i % cols.length], width: 2, spanGaps: true, points: { show: false } };
+      })),
+    };
+    if (chart.topics.length === 1) {
+      const c = cols[0];
+      opts.series.push({ label: 'min', stroke: c, width: 1, alpha: 0.35, spanGaps: true, points: { show: false } },
+        { label: 'max', stroke: c, width: 1, alpha: 0.35, spanGaps: true, points: { show: false } });
+      opts.bands = [{ series: [3, 2], fill: c + '33' }];
+    }
+    chart.plot = new uPlot(opts, aligned(), el);
+    chart.zoomed = false;
+    chart.plot.over.addEventListener('dblclick', () => { chart.zoomed = false; chartDirty = true; schedule(); });
+    chart.plot.over.addEventListener('mouseup', () => { chart.zoomed = true; });
+    chartDirty = false;
+    renderChips();
+  }
+  function chartRender() {
+    if (!chartDirty || !chart.plot) return;
+    const now = performance.now();
+    if (now - chart.lastDraw < PAINT_MS) { setTimeout(schedule, PAINT_MS + 10 - (now - chart.lastDraw)); return; }
+    chart.lastDraw = now; chartDirty = false;
+    // A zoomed chart keeps its zoom while live points arrive.
+    chart.plot.setData(aligned(), !chart.zoomed);
+  }
+  function renderChips() {
+    const ul = $('#chart-series');
+    const cols = colors();
+    const frag = document.createDocumentFragment();
+    chart.topics.forEach((t, i) => {
+      const li = document.createElement('li');
+      const b = document.createElement('button');
+      b.type = 'button';
+      const sw = document.createElement('span');
+      sw.className = 'swatch'; sw.style.background = cols[i % cols.length];
+      b.append(sw, t + ' ✕');
+      b.setAttribute('aria-label', 'Remove ' + t + ' from the chart');
+      b.addEventListener('click', () => chartToggle(t, false));
+      li.append(b); frag.append(li);
+    });
+    ul.replaceChildren(frag);
+    $('#chart-title').textContent = chart.topics.length === 1 ? chart.topics[0] : 'Chart';
+  }
+  for (const b of document.querySelectorAll('[data-window]')) {
+    b.addEventListener('click', () => {
+      chart.window = Number(b.dataset.window);
+      for (const o of document.querySelectorAll('[data-window]')) o.setAttribute('aria-pressed', String(o === b));
+      chartLoad();
+    });
+  }
+  $('#chart-close').addEventListener('click', () => { chart.topics = []; chartLoad(); });
+  let resizeTimer = 0;
+  window.addEventListener('resize', () => {
+    clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(() => { if (chart.plot) chart.plot.setSize({ width: $('#chart').clientWidth, height: narrow ? 240 : 320 }); }, 150);
+  });
+
+  // ---- start -----------------------------------------------------------
+  async function start() {
+    readColors();
+    pollStatus();
+    let latest = [];
+    try {
+      const r = await fetch('/api/series', { cache: 'no-store' });
+      if (r.status === 401) { location.reload(); return; }
+      latest = await r.json();
+    } catch (e) { /* the stream will fill the tiles */ }
+    for (const r of latest) apply(r);
+    if (!latest.length) $('#empty').hidden = false;
+    connect();
+    schedule();
+    // Sparklines: the last few minutes, decimated, for every series.
+    try {
+      const since = new Date(Date.now() - SPARK_WINDOW * 1000).toISOString();
+      const r = await fetch('/api/history?since=' + since + '&points=' + (SPARK_N / 2), { cache: 'no-store' });
+      if (r.ok) {
+        for (const sr of await r.json()) {
+          const s = series.get(sr.topic);
+          if (!s) continue;
+          // Points that arrived live meanwhile stay after the backfill.
+          const keep = [];
+          for (let i = 0; i < s.n; i++) {
+            const k = (s.head - s.n + i + SPARK_N) % SPARK_N;
+            keep.push([s.st[k], s.sv[k]]);
+          }
+          s.n = 0; s.head = 0;
+          for (const b of sr.buckets) s.push(Date.parse(b.ts) / 1000, b.last);
+          const last = s.n ? s.st[(s.head - 1 + SPARK_N) % SPARK_N] : -Infinity;
+          for (const [t, v] of keep) if (t > last) s.push(t, v);
+        }
+        schedule();
+      }
+    } catch (e) { /* sparklines fill live */ }
+    detectProto();
+  }
+
+  // Read-only view for tests and curious technicians (devtools).
+  window.eddy = {
+    state: () => ({ conn: connState, paused, skipped, lastSeq, applied, frameMs, frames, streamMs, paintMs: PAINT_MS, proto: $('#proto').textContent, rate: RATE }),
+    values: () => Object.fromEntries([...series.values()].map((s) => [s.topic, s.d ? s.d.text : null])),
+    seqs: () => Object.fromEntries([...series.values()].map((s) => [s.topic, s.seq])),
+    chart: () => ({ topics: chart.topics.slice(), url: chart.url, data: Object.fromEntries([...chart.data].map(([k, d]) => [k, { t: d.t.slice(), v: d.v.slice() }])) }),
+  };
+  start();
+})();
