@@ -176,6 +176,7 @@ func (c *Conn) JetStream() jetstream.JetStream { return c.js }
 // stream leader is elected, JetStream requests get no reply.
 func (c *Conn) attempt(ctx context.Context, what string, permanent func(error) bool, fn func(context.Context) error) error {
 	wait := 50 * time.Millisecond
+	start, warned := time.Now(), time.Time{}
 	for {
 		actx, cancel := context.WithTimeout(ctx, c.opt.RequestTimeout)
 		err := fn(actx)
@@ -186,7 +187,12 @@ func (c *Conn) attempt(ctx context.Context, what string, permanent func(error) b
 		if ctx.Err() != nil {
 			return fmt.Errorf("upstream: %s: %w (last error: %v)", what, ctx.Err(), err)
 		}
-		c.log.Debug("upstream: retrying", "op", what, "err", err)
+		if time.Since(start) > 5*time.Second && time.Since(warned) > 30*time.Second {
+			warned = time.Now()
+			c.log.Warn("upstream: still retrying", "op", what, "for", time.Since(start).Round(time.Second), "err", err)
+		} else {
+			c.log.Debug("upstream: retrying", "op", what, "err", err)
+		}
 		select {
 		case <-time.After(wait):
 		case <-ctx.Done():

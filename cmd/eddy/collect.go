@@ -22,11 +22,18 @@ import (
 	"github.com/eddy-iot/eddy/upstream"
 )
 
+const collectNotes = `
+Follows every [[device]] of FILE (a collect.toml: see docs/upstream.md)
+over HTTP/3, HTTP/2 when QUIC does not get through, and publishes its
+records into NATS JetStream, each exactly once. Several collectors with
+the same FILE share the devices through leases. SIGHUP re-reads the
+device list; /metrics and /healthz are served on [collector] listen.`
+
 // collectCmd is `eddy collect --config FILE`: the fleet collector.
 func collectCmd(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("collect", stderr)
-	path := fs.String("config", "/etc/eddy/collect.toml", "the collector's config (collect.toml)")
-	pos, err := parseFlags(fs, "collect", "", args, stdout, stderr)
+	path := fs.String("config", "/etc/eddy/collect.toml", "collect.toml")
+	pos, err := parseFlags(fs, "collect", collectNotes, args, stdout, stderr)
 	if err != nil {
 		return flagsExit(err)
 	}

@@ -217,6 +217,9 @@ func run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hup <-cha
 		}
 	}
 	addStatus(d.srv, hubMetrics, d.ingest)
+	if d.push != nil {
+		d.srv.AddStatus("upstream", func() any { return d.push.pusher.Status() })
+	}
 	notifyReady(logger)
 	watchdogDone := startWatchdog(ctx, d.health.progress, logger)
 

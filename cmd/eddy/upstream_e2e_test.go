@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"net/http"
@@ -152,6 +153,21 @@ ack_timeout = "1s"
 	checkOnce(t, "push", pushed)
 	if len(pushed) != 1 {
 		t.Errorf("push: %d epochs, want 1 (the same ring.db)", len(pushed))
+	}
+	// /api/status shows the push: connected and publishing.
+	req, _ := http.NewRequest(http.MethodGet, base+"/api/status", nil)
+	req.Header.Set("Authorization", "Bearer "+e2eToken)
+	resp, err := httpsClient(t, dataDir).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Upstream map[string]any `json:"upstream"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&st)
+	resp.Body.Close()
+	if err != nil || st.Upstream == nil {
+		t.Errorf("/api/status has no upstream section: %v", err)
 	}
 
 	// eddy collect follows the same device over HTTP/3.
