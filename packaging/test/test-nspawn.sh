@@ -12,6 +12,7 @@
 #     and when it is frozen (SIGSTOP) systemd's watchdog kills and restarts it;
 #   - kill -9 brings a restart; `systemctl stop` ends it cleanly within 5 s;
 #   - `systemctl status` and `journalctl -u eddy` show what an operator needs;
+#   - eddy-collect.service, disabled, starts through READY=1 when asked;
 #   - purge stops and removes it; a policy-rc.d that says no is honoured.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -177,6 +178,19 @@ for want in 'Started eddy.service' '"msg":"listening"' 'told systemd we are read
 done
 grep -q 'Active: active (running)' "$work/status.txt" || die "status does not say active (running)"
 pass "status and journal show start, listen address, READY, watchdog kill, SIGKILL, restarts and stop"
+
+# --- eddy-collect: disabled, but starts sandboxed when asked ------------------
+# With the example config and no NATS reachable it reports READY and answers
+# /healthz with 503 (DESIGN.md), and stops cleanly.
+collect_running() { [ "$(in_ct systemctl show eddy-collect -p SubState --value)" = running ]; }
+in_ct systemctl start eddy-collect
+wait_for 30 "eddy-collect active (running)" collect_running
+[ "$(in_ct systemctl show eddy-collect -p Type --value)" = notify ] || die "eddy-collect is not Type=notify"
+code=$(nsenter -t "$pid" -n curl -s -o /dev/null -w '%{http_code}' --max-time 3 http://127.0.0.1:9464/healthz || true)
+[ "$code" = 503 ] || die "eddy-collect /healthz without NATS: $code, want 503"
+in_ct systemctl stop eddy-collect
+[ "$(in_ct systemctl show eddy-collect -p Result --value)" = success ] || die "eddy-collect stop result"
+pass "eddy-collect (disabled) starts through READY=1 when asked, /healthz 503 without NATS, stops cleanly"
 
 # --- purge under systemd; policy-rc.d honoured -------------------------------
 in_ct dpkg -P eddy >"$work/purge.log" 2>&1 || { cat "$work/purge.log" >&2; die "dpkg -P failed"; }
