@@ -5,17 +5,21 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 # Debian packages the tests need (real brokers, clients, emulators, and
-# the browser the dashboard's tests drive).
+# what packaging and the install test use, and the browser the dashboard's
+# tests drive).
 # Node and npm are checked by command, not package: a NodeSource nodejs
 # brings its own npm, which Debian's npm package would conflict with.
-DEB_DEPS := mosquitto curl qemu-user chromium
+DEB_DEPS := mosquitto curl qemu-user debootstrap systemd systemd-container lintian dpkg-dev shellcheck chromium
 NODE_TEST_DIR := server/testdata/node
 # The dashboard's test-only npm packages (axe-core), from their lockfile.
 AXE_DIR := dashboard/testdata/axe
 # apt-get needs root: sudo when not root.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Every timestamp in the packages: the commit's time (reproducible builds).
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+export SOURCE_DATE_EPOCH
 
-.PHONY: all build deps deps-apt deps-npm deps-ipv6 test test-unit test-race test-cross test-arm test-arm64 lint bench fuzz cross clean
+.PHONY: all build deps deps-apt deps-npm deps-ipv6 test test-unit test-race test-cross lint bench fuzz cross deb test-install test-nspawn test-arm64 repro clean
 
 all: build
 
@@ -59,9 +63,10 @@ deps-ipv6:
 	  exit 1; }
 
 # test runs the whole suite: lint, unit and end-to-end tests, the same
-# under the race detector (streams are handed between goroutines), and the
-# ring log's tests on emulated ARMv6 (Pi Zero) and arm64.
-test: deps lint test-unit test-race test-cross
+# under the race detector (streams are handed between goroutines), the
+# ARM-sensitive packages' tests on emulated ARMv6 (Pi Zero) and arm64, and
+# the .deb installed into a Debian root and booted under systemd (as root).
+test: deps lint test-unit test-race test-cross test-install
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -73,23 +78,50 @@ test-unit:
 test-race:
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 15m ./...
 
-test-cross: test-arm test-arm64
+# test-cross runs the tests of ringlog, sse, ingest, sensors, config and
+# topic built for arm64 and for arm GOARM=6 under qemu-user (qemu-aarch64;
+# qemu-arm -cpu arm1176, the Pi Zero/1's ARMv6 core).
+test-cross:
+	GO=$(GO) cross/test.sh
 
-# A true ARMv6 CPU, as on the Pi Zero/1; bbolt's map is capped on 32-bit.
-test-arm:
-	EDDY_TEST_EXEC="qemu-arm -cpu arm1176" GOARCH=arm GOARM=6 CGO_ENABLED=0 \
-	  $(GO) test -count=1 -exec "qemu-arm -cpu arm1176" ./ringlog/ ./config/ ./topic/
-
-test-arm64:
-	EDDY_TEST_EXEC="qemu-aarch64" GOARCH=arm64 CGO_ENABLED=0 \
-	  $(GO) test -count=1 -exec "qemu-aarch64" ./ringlog/ ./config/ ./topic/
-
-# cross builds the static binaries for the Pi family and amd64.
+# cross builds the static binaries for the Pi family and amd64 into dist/
+# and prints their SHA-256 (byte-identical for the same commit: see repro).
 cross:
-	mkdir -p dist
-	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/eddy-linux-arm64 ./cmd/eddy
-	CGO_ENABLED=0 GOOS=linux GOARCH=arm GOARM=6 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/eddy-linux-armv6 ./cmd/eddy
-	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/eddy-linux-amd64 ./cmd/eddy
+	GO=$(GO) VERSION='$(VERSION)' COMMIT='$(COMMIT)' cross/build.sh dist
+
+# deb builds dist/eddy_<version>_{arm64,armhf,amd64}.deb (each built twice
+# and compared), checks the systemd units, runs lintian on the packages and
+# the arm64 and armhf packages' eddy under qemu-user.
+deb: cross
+	cd packaging && $(GO) vet ./... && $(GO) test -count=1 ./...
+	rm -f dist/eddy_*.deb
+	cd packaging && $(GO) run ./mkdeb -src .. -bin ../dist -out ../dist -version '$(VERSION)' -commit '$(COMMIT)' -epoch $(SOURCE_DATE_EPOCH) -check
+	systemd/check.sh dist/eddy-linux-amd64
+	shellcheck -x cross/*.sh systemd/*.sh packaging/test/*.sh packaging/debian/postinst packaging/debian/prerm packaging/debian/postrm
+	lintian --fail-on error,warning dist/eddy_*.deb
+	packaging/test/test-foreign.sh dist
+
+# test-install installs the amd64 package into a throwaway Debian root
+# (debootstrap, cached under /var/cache/eddy-test) and checks it as an
+# operator would, then boots that root under systemd-nspawn and drives the
+# unit: READY, watchdog, restart after kill -9, clean stop, the journal.
+test-install: deb
+	packaging/test/test-install.sh dist/eddy_*_amd64.deb
+	packaging/test/test-nspawn.sh dist/eddy_*_amd64.deb
+
+test-nspawn: deb
+	packaging/test/test-nspawn.sh dist/eddy_*_amd64.deb
+
+# test-arm64 installs the arm64 package into an arm64 Debian root and runs it
+# there under qemu-user, in a namespace of its own (the host's binfmt_misc is
+# untouched). Not in `make test`: the first run builds the root (minutes).
+test-arm64: deb
+	packaging/test/test-arm64.sh dist/eddy_*_arm64.deb
+
+# repro builds the binaries again in a fresh checkout elsewhere with an empty
+# build cache and compares them with dist/ (several minutes).
+repro: cross
+	cross/repro.sh dist
 
 # bench runs the benchmarks behind BENCHMARKS.md (several minutes).
 bench:

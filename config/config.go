@@ -34,6 +34,8 @@ type Config struct {
 	Stream  Stream   `toml:"stream"`
 	MQTT    []MQTT   `toml:"mqtt"`
 	Sensors []Sensor `toml:"sensor"`
+	// Upstream forwards the ring log into NATS JetStream (upstream.go).
+	Upstream Upstream `toml:"upstream"`
 }
 
 // Server configures the HTTP/2 and HTTP/3 listeners.
@@ -96,7 +98,8 @@ func Default() *Config {
 			Heartbeat:    Duration{15 * time.Second},
 			WriteTimeout: Duration{10 * time.Second},
 		},
-		Sensors: []Sensor{defaultSystemSensor()},
+		Sensors:  []Sensor{defaultSystemSensor()},
+		Upstream: defaultUpstream(),
 	}
 }
 
@@ -286,7 +289,7 @@ func decodeError(name string, err error) *Error {
 // MQTT blocks. It returns every problem, as Errors.
 func (c *Config) Validate() error {
 	var errs errList
-	for _, f := range []func() error{c.validateServer, c.validateStorage, c.validateTLS, c.validateAuth, c.validateStream} {
+	for _, f := range []func() error{c.validateServer, c.validateStorage, c.validateTLS, c.validateAuth, c.validateStream, c.validateUpstream} {
 		errs.addErr(f())
 	}
 	sessions := map[[2]string]bool{}

@@ -13,6 +13,8 @@
 //     events it generates itself (this binary with -serve-baseline).
 //   - ingest: MQTT -> eddy -> ring log -> one SSE client, at 1,000 msgs/s
 //     and as fast as the broker goes. Baseline: a plain paho subscriber.
+//   - upstream: push and pull into a 3-node JetStream cluster (upstream.go).
+//     Baseline: raw async JetStream publishing from one Go client.
 //
 // Every wait has a deadline and every run is bounded in count and time.
 // It is a measurement tool, not a test: run it with go run.
@@ -90,7 +92,7 @@ func parseFlags(args []string, stderr io.Writer) (flags, error) {
 	f := flags{out: os.Stdout}
 	fs := flag.NewFlagSet("eddy-load", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&f.scenario, "scenario", "stream", "stream, ingest, hostile or all (all: stream and ingest)")
+	fs.StringVar(&f.scenario, "scenario", "stream", "stream, ingest, hostile, upstream or all (all: stream, ingest and upstream)")
 	fs.DurationVar(&f.hostileFor, "hostile-for", 10*time.Second, "hostile: how long each attack class runs")
 	memcap := fs.Int64("memcap", 0, "hostile: run eddy in a memory cgroup of this many MiB (0: none)")
 	classes := fs.String("classes", "", "hostile: comma-separated classes to run (default: all)")
@@ -146,8 +148,8 @@ func parseFlags(args []string, stderr io.Writer) (flags, error) {
 		return f, errors.New("-window: want 1s to 5m")
 	case f.ingestQoS < 0 || f.ingestQoS > 2:
 		return f, errors.New("-ingest-qos: want 0, 1 or 2")
-	case f.scenario != "stream" && f.scenario != "ingest" && f.scenario != "hostile" && f.scenario != "all":
-		return f, fmt.Errorf("-scenario %q: want stream, ingest, hostile or all", f.scenario)
+	case f.scenario != "stream" && f.scenario != "ingest" && f.scenario != "hostile" && f.scenario != "upstream" && f.scenario != "all":
+		return f, fmt.Errorf("-scenario %q: want stream, ingest, hostile, upstream or all", f.scenario)
 	case f.hostileFor < time.Second || f.hostileFor > time.Minute:
 		return f, errors.New("-hostile-for: want 1s to 1m")
 	}

@@ -65,6 +65,11 @@ func run(ctx context.Context, f flags, logger *slog.Logger) error {
 			return err
 		}
 	}
+	if f.scenario == "upstream" || f.scenario == "all" {
+		if err := e.upstream(ctx); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

@@ -97,6 +97,15 @@ func checkConfigCmd(args []string, stdout, stderr io.Writer) int {
 	if len(pos) != 1 {
 		return usageError(stderr, "check-config", "want exactly one FILE")
 	}
+	if data, err := os.ReadFile(pos[0]); err == nil && config.IsCollect(data) {
+		// A collect.toml: the fleet collector's config.
+		if _, _, err := loadCollect(pos[0]); err != nil {
+			fmt.Fprintln(stderr, err)
+			return exitConfig
+		}
+		fmt.Fprintf(stdout, "%s: ok\n", pos[0])
+		return exitOK
+	}
 	cfg, err := config.Load(pos[0])
 	if err != nil {
 		fmt.Fprintln(stderr, err)

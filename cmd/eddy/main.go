@@ -40,7 +40,7 @@ func commands() []command {
 		{"token", "[--config FILE] [--data DIR]", "print the access token of the daemon that uses this config or data directory", tokenCmd},
 		{"cert", "[--config FILE] [--data DIR]", "print the device certificate's SHA-256 fingerprint and the CA file to trust", certCmd},
 		{"check-config", "FILE", "check a config file without starting anything; every error, with its line", checkConfigCmd},
-		// collect: the fleet collector (cmd/eddy/collect.go) goes here.
+		{"collect", "--config FILE", "the fleet collector: follow many devices' /events into NATS JetStream", collectCmd},
 		{"version", "", "print version information", versionCmd},
 		{"help", "[COMMAND]", "list the commands, or show one command's usage", nil},
 	}

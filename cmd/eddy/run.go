@@ -106,6 +106,7 @@ type daemon struct {
 	ingest *ingestGroup
 	dev    *devtls.Device
 	health *healthCheck
+	push   *pushRunner // nil without [upstream]
 }
 
 // run builds the parts, serves until ctx ends, and shuts down in reverse
@@ -181,7 +182,7 @@ func run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hup <-cha
 		HTTP3:             cfg.Server.HTTP3,
 		TLS:               dev.ServerConfig(),
 		Log:               d.log,
-		Events:            d.hub,
+		Events:            withEpoch(d.log, d.hub),
 		Tokens:            tokens,
 		StatelessResetKey: resetKey,
 		SessionKey:        sessionKey,
@@ -209,7 +210,16 @@ func run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hup <-cha
 		d.shutdown()
 		return configError{err}
 	}
+	if cfg.Upstream.Enabled() {
+		if d.push, err = startPush(cfg, d.log, reg, logger.With("component", "upstream")); err != nil {
+			d.shutdown()
+			return configError{err}
+		}
+	}
 	addStatus(d.srv, hubMetrics, d.ingest)
+	if d.push != nil {
+		d.srv.AddStatus("upstream", func() any { return d.push.pusher.Status() })
+	}
 	notifyReady(logger)
 	watchdogDone := startWatchdog(ctx, d.health.progress, logger)
 
@@ -287,6 +297,7 @@ func (d *daemon) shutdown() {
 	if d.ingest != nil {
 		d.ingest.stop()
 	}
+	d.push.stop()
 }
 
 func (d *daemon) closeLog() {

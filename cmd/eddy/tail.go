@@ -20,6 +20,7 @@ import (
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
 
+	"github.com/eddy-iot/eddy/sse"
 	devtls "github.com/eddy-iot/eddy/tls"
 )
 
@@ -319,78 +320,10 @@ type sseEvent struct {
 	retry           time.Duration
 }
 
-// readEvents parses an event stream as the WHATWG spec says (lines end
-// with \n, \r or \r\n; comments start with ':'), calling fn per event, and
-// flushes output whenever the stream goes quiet.
+// readEvents feeds fn with the events of r, parsed by sse.ReadEvents
+// (the repository's one event-stream parser); lines are capped at 4 MiB.
 func readEvents(r io.Reader, fn func(sseEvent) error) error {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 4<<20)
-	sc.Split(scanSSELines)
-	var ev sseEvent
-	var data strings.Builder
-	hasData := false
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" {
-			if hasData {
-				ev.data = strings.TrimSuffix(data.String(), "\n")
-				if err := fn(ev); err != nil {
-					return err
-				}
-			}
-			ev.event, ev.retry, hasData = "", 0, false
-			data.Reset()
-			continue
-		}
-		if line[0] == ':' {
-			continue
-		}
-		field, value, _ := strings.Cut(line, ":")
-		value = strings.TrimPrefix(value, " ")
-		switch field {
-		case "id":
-			if !strings.ContainsRune(value, 0) {
-				ev.id = value
-			}
-		case "event":
-			ev.event = value
-		case "data":
-			data.WriteString(value)
-			data.WriteByte('\n')
-			hasData = true
-		case "retry":
-			if ms, err := strconv.ParseUint(value, 10, 32); err == nil {
-				ev.retry = time.Duration(ms) * time.Millisecond
-				if err := fn(sseEvent{retry: ev.retry, event: "retry"}); err != nil {
-					return err
-				}
-			}
-		}
-	}
-	return sc.Err()
-}
-
-// scanSSELines splits on \r\n, \n or a lone \r.
-func scanSSELines(data []byte, atEOF bool) (int, []byte, error) {
-	for i, c := range data {
-		switch c {
-		case '\n':
-			return i + 1, data[:i], nil
-		case '\r':
-			if i+1 < len(data) {
-				if data[i+1] == '\n' {
-					return i + 2, data[:i], nil
-				}
-				return i + 1, data[:i], nil
-			}
-			if atEOF {
-				return i + 1, data[:i], nil
-			}
-			return 0, nil, nil // need the next byte to tell \r from \r\n
-		}
-	}
-	if atEOF && len(data) > 0 {
-		return len(data), data, nil
-	}
-	return 0, nil, nil
+	return sse.ReadEvents(r, 4<<20, func(ev sse.Event) error {
+		return fn(sseEvent{id: ev.ID, event: ev.Type, data: ev.Data, retry: ev.Retry})
+	})
 }
