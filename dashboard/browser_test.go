@@ -119,6 +119,9 @@ func (e *eddy) start() {
 	if err != nil {
 		t.Fatal(err)
 	}
+	srv.AddStatus("upstream", func() any { // the shape upstream.DeviceView has
+		return map[string]any{"device": "eddy-dash-test", "connected": true, "published": 1234, "lag_records": 5, "lag_seconds": 0.4, "gap_records": 0}
+	})
 	srv.AddStatus("streams", func() any {
 		out := map[string]int64{}
 		for p, name := range sse.StreamProtos {
@@ -556,7 +559,7 @@ func TestDashboardScreens(t *testing.T) {
 				eval[bool](t, b, `document.querySelector('#tiles .name').click(), true`)
 				waitFor(t, b, 5*time.Second, "the chart", `!!document.querySelector('#chart canvas')`)
 				eval[bool](t, b, `document.querySelector('#device').open = true, true`)
-				time.Sleep(300 * time.Millisecond)
+				waitFor(t, b, 6*time.Second, "the device panel", `/eddy-dash-test: connected, 1,234 published, 5 records behind/.test(document.querySelector('#status').textContent)`)
 				b.screenshot(t, "chart-"+name)
 				if sz[0] == 390 {
 					if w := eval[int](t, b, `document.documentElement.scrollWidth`); w > 390 {

@@ -16,8 +16,11 @@
 //     every load. The whole first load is under 150 KB on the wire (the
 //     tests measure it).
 //   - The page follows /events?mode=downsample with a rate chosen for the
-//     screen and renders once per animation frame, so a slow phone shows
-//     the latest values rather than falling behind.
+//     screen (read with fetch, resumed with Last-Event-ID), applies what
+//     arrived in batches, and paints in animation frames at most every
+//     250 ms (up to 750 ms while the device shows long tasks), writing
+//     only the visible tiles that changed: a slow phone shows the latest
+//     values rather than falling behind.
 package dashboard
 
 import (

@@ -489,9 +489,14 @@
       if (l.error) rows.push(['Log error', l.error, 'bad']);
     }
     if (st.epoch) rows.push(['Epoch', st.epoch]);
-    for (const m of st.mqtt || []) rows.push(['MQTT ' + m.broker, m.connected ? 'connected' : 'disconnected', m.connected ? 'good' : 'bad']);
-    for (const s of st.sensors || []) rows.push(['Sensor ' + s.name, s.up ? 'up' : 'error: ' + (s.last_error || 'unknown'), s.up ? 'good' : 'bad']);
-    if (st.upstream) rows.push(['Upstream', typeof st.upstream === 'object' ? (st.upstream.state || JSON.stringify(st.upstream)) : String(st.upstream)]);
+    for (const m of st.mqtt || []) rows.push(['MQTT', m.broker + ': ' + (m.connected ? 'connected' : 'disconnected'), m.connected ? 'good' : 'bad']);
+    for (const s of st.sensors || []) rows.push(['Sensor', s.name + ': ' + (s.up ? 'up' : 'error: ' + (s.last_error || 'unknown')), s.up ? 'good' : 'bad']);
+    const up = st.upstream;
+    if (up && typeof up === 'object' && 'connected' in up) {
+      const lag = up.lag_records ? ', ' + up.lag_records.toLocaleString('en') + ' records behind (' + Math.round(up.lag_seconds || 0) + ' s)' : ', up to date';
+      rows.push(['Upstream', (up.device ? up.device + ': ' : '') + (up.connected ? 'connected' : 'disconnected') + ', ' + (up.published || 0).toLocaleString('en') + ' published' + lag +
+        (up.gap_records ? ', ' + up.gap_records.toLocaleString('en') + ' trimmed before sent' : ''), up.connected ? 'good' : 'bad']);
+    } else if (up) rows.push(['Upstream', JSON.stringify(up)]);
     const dl = $('#status');
     const frag = document.createDocumentFragment();
     for (const [k, v, cls] of rows) {
