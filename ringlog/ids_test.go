@@ -140,8 +140,8 @@ func TestAppendNeverBlocksOnFailingDisk(t *testing.T) {
 	}
 	// The writer keeps turning while commits fail: a full disk is not a
 	// hung writer (the watchdog keeps being fed).
-	b := l.WriterBeat()
-	for deadline := time.Now().Add(5 * time.Second); !l.WriterBeat().After(b); time.Sleep(10 * time.Millisecond) {
+	b := l.Beat()
+	for deadline := time.Now().Add(5 * time.Second); !l.Beat().After(b); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the writer's beat stopped while commits fail")
 		}

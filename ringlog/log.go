@@ -638,10 +638,10 @@ func (l *Log) Close() error {
 	return err
 }
 
-// WriterBeat is when the writer goroutine's loop last turned: at least
+// Beat is when the writer goroutine's loop last turned: at least
 // every SyncInterval while it is healthy, and also while commits fail (a
 // full disk). A writer stuck in a commit (a hung disk) stops it.
-func (l *Log) WriterBeat() time.Time { return time.Unix(0, l.beat.Load()) }
+func (l *Log) Beat() time.Time { return time.Unix(0, l.beat.Load()) }
 
 // Path is the ring.db file's path.
 func (l *Log) Path() string { return l.path }

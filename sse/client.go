@@ -157,6 +157,18 @@ func (c *client) addRated(ev *event) {
 	c.cursor = ev.seq
 }
 
+// fitting is how many events from the head of q fit in maxBytes of
+// frames; at least one.
+func fitting(q []*event, maxBytes int) int {
+	size := 0
+	for n, ev := range q {
+		if size += len(ev.frame); size > maxBytes && n > 0 {
+			return n
+		}
+	}
+	return len(q)
+}
+
 // compactRated removes superseded events from the queue.
 func (c *client) compactRated() {
 	q := c.queue[:0]
@@ -194,13 +206,11 @@ func (c *client) takeUpTo(out []*event, now time.Time, maxBytes int) (evs []*eve
 		return evs, g, false, wait, false
 	}
 	q := c.queue
-	n, size := 0, 0
-	for ; n < len(q) && !c.detached; n++ {
-		if size += len(q[n].frame); size > maxBytes && n > 0 {
-			break
-		}
+	n := len(q)
+	if maxBytes != math.MaxInt && !c.detached {
+		n = fitting(q, maxBytes)
 	}
-	if n >= len(q) || c.detached {
+	if n == len(q) {
 		// Swap buffers: the writer's spare becomes the queue.
 		evs, c.queue = q, out
 		return evs, g, c.detached, 0, false

@@ -308,13 +308,6 @@ func fillLog(dir string, n int) (*ringlog.Log, error) {
 	return l, nil
 }
 
-type loadSource struct {
-	*ringlog.Log
-	epoch string
-}
-
-func (s *loadSource) Epoch() string { return s.epoch }
-
 func (e env) pushCatchUp(ctx context.Context, conn *upstream.Conn, urls []string, n int) (upResult, error) {
 	l, err := fillLog(filepath.Join(e.dir, "push-catchup"), n)
 	if err != nil {
@@ -330,7 +323,7 @@ func (e env) pushCatchUp(ctx context.Context, conn *upstream.Conn, urls []string
 		return upResult{}, err
 	}
 	defer pc.Close()
-	p, err := upstream.NewPusher(pc, &loadSource{Log: l, epoch: "catchup"}, upstream.PushOptions{Device: "push-catchup"})
+	p, err := upstream.NewPusher(pc, l, upstream.PushOptions{Device: "push-catchup"})
 	if err != nil {
 		return upResult{}, err
 	}
@@ -367,7 +360,7 @@ func (e env) pushLive(ctx context.Context, conn *upstream.Conn, urls []string, r
 		return upResult{}, err
 	}
 	defer pc.Close()
-	p, err := upstream.NewPusher(pc, &loadSource{Log: l, epoch: "live"}, upstream.PushOptions{Device: "push-live"})
+	p, err := upstream.NewPusher(pc, l, upstream.PushOptions{Device: "push-live"})
 	if err != nil {
 		return upResult{}, err
 	}

@@ -16,11 +16,6 @@ const stallAfter = 20 * time.Second
 // beater is a part whose loop reports when it last turned.
 type beater interface{ Beat() time.Time }
 
-// beatFunc adapts a method value to beater.
-type beatFunc func() time.Time
-
-func (f beatFunc) Beat() time.Time { return f() }
-
 // healthCheck is the one health function behind the systemd watchdog and
 // /healthz. The watchdog is fed on progress: the hub runs and its loop
 // turns, and the ring log's writer turns. A disk that stays full stops

@@ -160,7 +160,7 @@ func run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hup <-cha
 	go func() { defer close(hubDone); hubErr = d.hub.Run(hubCtx) }()
 	defer func() { stopHub(); <-hubDone }()
 	d.health = &healthCheck{
-		writer:  beatFunc(d.log.WriterBeat),
+		writer:  d.log,
 		hub:     d.hub,
 		hubDone: hubDone,
 		hubErr: func() error {
