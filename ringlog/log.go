@@ -143,32 +143,34 @@ type Log struct {
 	failWrites atomic.Pointer[func(n int) error]
 	beat       atomic.Int64 // unix nanoseconds when the writer's loop last turned
 	floor      uint64       // ids at or below it may have been issued by an earlier ring.db
+	// The id sidecar's state; Open's, then the writer goroutine's.
+	sidecar       uint64 // the reservation ring.ids holds
+	sidecarFailed bool   // the last write of it failed (logged once)
 
-	mu            sync.Mutex // protects everything below
-	stopping      bool       // Close has begun: Append refuses
-	closed        bool       // the writer has ended and the file is closed
-	last          uint64     // highest seq appended (or, in a fresh file, the floor)
-	next          uint64     // seq the next Append assigns; none at or above it was ever issued
-	reserved      uint64     // highest seq durably reserved; Append never passes it
-	committed     uint64     // highest seq whose commit finished (durable, or lost below)
-	lostLo        uint64     // last range of seqs dropped from durability (disk failing)
-	lostHi        uint64
-	mem           ring   // recent records, including every uncommitted one
-	oldest        uint64 // oldest seq stored (0: none)
-	oldestTime    int64  // its observation time, unix nanoseconds
-	latest        map[string]Record
-	notify        chan struct{} // closed by the next Append; nil when nobody waits
-	durable       chan struct{} // closed by the next commit; nil when nobody waits
-	writeErr      error         // last commit's error, nil after a success
-	pendBytes     int64         // encoded bytes appended but not committed
-	budget        int64         // current bound on stored bytes (shrinks on disk full)
-	makeRoom      bool          // the disk was full: trim before the next write
-	diskFullAt    time.Time     // when a commit last failed for want of space
-	sidecarFailed bool          // the last id sidecar write failed (logged once)
-	reservedCh    chan struct{} // closed when the reservation grows; nil when nobody waits
-	stored        int64         // bytes stored in the file (persisted counter)
-	count         int64         // records stored in the file (persisted counter)
-	stats         Stats
+	mu         sync.Mutex // protects everything below
+	stopping   bool       // Close has begun: Append refuses
+	closed     bool       // the writer has ended and the file is closed
+	last       uint64     // highest seq appended (or, in a fresh file, the floor)
+	next       uint64     // seq the next Append assigns; none at or above it was ever issued
+	reserved   uint64     // highest seq durably reserved; Append never passes it
+	committed  uint64     // highest seq whose commit finished (durable, or lost below)
+	lostLo     uint64     // last range of seqs dropped from durability (disk failing)
+	lostHi     uint64
+	mem        ring   // recent records, including every uncommitted one
+	oldest     uint64 // oldest seq stored (0: none)
+	oldestTime int64  // its observation time, unix nanoseconds
+	latest     map[string]Record
+	notify     chan struct{} // closed by the next Append; nil when nobody waits
+	durable    chan struct{} // closed by the next commit; nil when nobody waits
+	writeErr   error         // last commit's error, nil after a success
+	pendBytes  int64         // encoded bytes appended but not committed
+	budget     int64         // current bound on stored bytes (shrinks on disk full)
+	makeRoom   bool          // the disk was full: trim before the next write
+	diskFullAt time.Time     // when a commit last failed for want of space
+	reservedCh chan struct{} // closed when the reservation grows; nil when nobody waits
+	stored     int64         // bytes stored in the file (persisted counter)
+	count      int64         // records stored in the file (persisted counter)
+	stats      Stats
 }
 
 // Open opens or creates <dir>/ring.db.
@@ -346,10 +348,17 @@ func (l *Log) load(db *bolt.DB) error {
 }
 
 // saveReservation writes the id sidecar before a reservation up to
-// reserved is used. Only a sidecar that cannot be written at all stops
-// the log from opening; later failures are logged by the writer.
+// reserved is used, unless it holds that already (a commit that keeps
+// failing retries the same reservation).
 func (l *Log) saveReservation(reserved uint64) error {
-	return writeIDs(filepath.Dir(l.path), reserved)
+	if reserved == l.sidecar {
+		return nil
+	}
+	if err := writeIDs(filepath.Dir(l.path), reserved); err != nil {
+		return err
+	}
+	l.sidecar = reserved
+	return nil
 }
 
 // rebuildLatest scans the log in chunks to find each topic's latest record.

@@ -124,6 +124,7 @@ func (l *Log) commit(batch []pendingRec) ([]pendingRec, bool) {
 		return batch, false
 	}
 	l.applyWrite(res, reserve)
+	l.restoreBudget()
 
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -146,7 +147,6 @@ func (l *Log) commit(batch []pendingRec) ([]pendingRec, bool) {
 	}
 	l.mem.trim(l.committed)
 	l.mem.shrink(l.committed)
-	l.restoreBudget()
 	if l.durable != nil {
 		close(l.durable)
 		l.durable = nil
@@ -216,21 +216,29 @@ const budgetProbe = time.Minute
 
 // restoreBudget raises the size bound back to MaxBytes once a full disk
 // has room again, so the log does not stay at its emergency size until a
-// restart. Called with l.mu held after a successful commit.
+// restart. The writer calls it after a successful commit; it asks the
+// filesystem at most once a budgetProbe, without holding l.mu.
 func (l *Log) restoreBudget() {
 	full := int64(float64(l.opt.MaxBytes) * budgetFraction)
-	if l.budget >= full || l.opt.Now().Sub(l.diskFullAt) < budgetProbe {
+	l.mu.Lock()
+	due := l.budget < full && l.opt.Now().Sub(l.diskFullAt) >= budgetProbe
+	if due {
+		l.diskFullAt = l.opt.Now() // probe at most once a period
+	}
+	missing := full - l.budget
+	l.mu.Unlock()
+	if !due {
 		return
 	}
-	l.diskFullAt = l.opt.Now() // probe at most once a period
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(filepath.Dir(l.path), &st); err != nil {
 		return
 	}
-	free := int64(st.Bavail) * int64(st.Bsize) // Bsize is int32 on linux/arm
-	if free > 2*(full-l.budget) {
+	if free := int64(st.Bavail) * int64(st.Bsize); free > 2*missing { // Bsize is int32 on linux/arm
 		l.log.Info("ring log: disk space is back; restoring the size bound", "bytes", full)
+		l.mu.Lock()
 		l.budget = full
+		l.mu.Unlock()
 	}
 }
 
