@@ -41,8 +41,11 @@
 //   - Hostile clients cost bounded memory and never stall the others
 //     (issue 12). Per transport (TCP, QUIC): at most MaxConns connections,
 //     MaxConnsPerHost per client address, MaxHandshakes handshakes in
-//     progress (TCP: MaxHandshakesPerHost per address; a connection waits
-//     for a slot, within HandshakeTimeout, rather than being refused);
+//     progress (TCP: MaxHandshakesPerHost per address). Over TCP a
+//     connection beyond its address's caps waits for a slot, within
+//     HandshakeTimeout, rather than being refused (up to MaxConnsPerHost
+//     of them per address wait): a burst of requests on a fresh Go client
+//     dials a connection per request and closes the extra ones at once;
 //     the TLS handshake runs in the listener, bounded by HandshakeTimeout.
 //     QUIC asks for address validation (Retry) once QUICRetryAbove
 //     handshakes are in progress, so spoofed Initials cost no state; a

@@ -126,9 +126,14 @@ const maxPenalized = 4096
 // transport: TCP and QUIC have their own budgets, so that a UDP flood
 // never takes TCP's handshake slots.
 //
-// QUIC counts handshakes with admit (quic-go cannot wait); TCP
-// connections wait for a handshake slot with waitHandshake, so that a
-// client opening many connections at once is slowed, not refused.
+// QUIC counts connections and handshakes with admit (quic-go cannot
+// wait). TCP connections are counted with admitTCP and then wait, with
+// waitSlots, for an open-connection slot of their address and for
+// handshake slots, so that a client opening many connections at once is
+// slowed, not refused: Go's net/http, for one, dials a connection per
+// request when a burst of requests finds no connection open, and closes
+// all but one once HTTP/2 is negotiated, so a burst of 300 requests briefly
+// holds 300-450 connections, most of them about to close.
 type connLimiter struct {
 	maxConns, maxPerHost int
 	maxHs, maxHsPerHost  int
@@ -142,8 +147,13 @@ type connLimiter struct {
 }
 
 type hostConns struct {
-	conns, handshakes int
+	conns, handshakes int           // TCP: conns counts the waiting ones too
 	hsSem             chan struct{} // TCP: a token per handshake of this host
+	connSem           chan struct{} // TCP: a token per open connection of this host
+}
+
+func (l *connLimiter) newHost() *hostConns {
+	return &hostConns{hsSem: make(chan struct{}, l.maxHsPerHost), connSem: make(chan struct{}, l.maxPerHost)}
 }
 
 func newConnLimiter(maxConns, maxPerHost, maxHs, maxHsPerHost int) *connLimiter {
@@ -188,7 +198,7 @@ func (l *connLimiter) admit(addr netip.Addr, perHost, countHs bool, now time.Tim
 	}
 	if perHost {
 		if h == nil {
-			h = &hostConns{hsSem: make(chan struct{}, l.maxHsPerHost)}
+			h = l.newHost()
 			l.hosts[addr] = h
 		}
 		h.conns++
@@ -199,24 +209,60 @@ func (l *connLimiter) admit(addr netip.Addr, perHost, countHs bool, now time.Tim
 	return 0, true
 }
 
-// waitHandshake waits for a TCP handshake slot of addr (admitted with
-// perHost) and a slot in the total until ctx ends; release returns both.
-func (l *connLimiter) waitHandshake(ctx context.Context, addr netip.Addr) (release func(), why Refusal, err error) {
+// admitTCP counts a new TCP connection from addr against the total and
+// its address's budget: MaxConnsPerHost open, and as many again waiting in
+// waitSlots for one of them to close. It returns the reason when the
+// connection must be refused.
+func (l *connLimiter) admitTCP(addr netip.Addr, now time.Time) (*hostConns, Refusal, bool) {
 	l.mu.Lock()
+	defer l.mu.Unlock()
+	if until, ok := l.penalty[addr]; ok {
+		if now.Before(until) {
+			return nil, RefusedPenalty, false
+		}
+		delete(l.penalty, addr)
+	}
+	if l.conns >= l.maxConns {
+		return nil, RefusedConnsTotal, false
+	}
 	h := l.hosts[addr]
-	l.mu.Unlock()
+	if h == nil {
+		h = l.newHost()
+		l.hosts[addr] = h
+	}
+	if h.conns >= 2*l.maxPerHost {
+		return nil, RefusedConnsPerHost, false
+	}
+	l.conns++
+	h.conns++
+	return h, 0, true
+}
+
+// waitSlots waits until ctx ends for an open-connection slot of h (the
+// host admitTCP returned), then for a handshake slot of h and one in the
+// total. releaseHs returns the handshake slots; releaseConn, once the
+// connection closes, its open-connection slot.
+func (l *connLimiter) waitSlots(ctx context.Context, h *hostConns) (releaseHs, releaseConn func(), why Refusal, err error) {
+	select {
+	case h.connSem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, nil, RefusedConnsPerHost, ctx.Err()
+	}
+	releaseConn = func() { <-h.connSem }
 	select {
 	case h.hsSem <- struct{}{}:
 	case <-ctx.Done():
-		return nil, RefusedHandshakesHost, ctx.Err()
+		releaseConn()
+		return nil, nil, RefusedHandshakesHost, ctx.Err()
 	}
 	select {
 	case l.hsSem <- struct{}{}:
 	case <-ctx.Done():
 		<-h.hsSem
-		return nil, RefusedHandshakes, ctx.Err()
+		releaseConn()
+		return nil, nil, RefusedHandshakes, ctx.Err()
 	}
-	return func() { <-l.hsSem; <-h.hsSem }, 0, nil
+	return func() { <-l.hsSem; <-h.hsSem }, releaseConn, 0, nil
 }
 
 // addHost counts an admitted connection (admitted with perHost false)
@@ -226,7 +272,7 @@ func (l *connLimiter) addHost(addr netip.Addr) bool {
 	defer l.mu.Unlock()
 	h := l.hosts[addr]
 	if h == nil {
-		h = &hostConns{hsSem: make(chan struct{}, l.maxHsPerHost)}
+		h = l.newHost()
 		l.hosts[addr] = h
 	}
 	if h.conns >= l.maxPerHost {

@@ -189,24 +189,32 @@ func (l *tlsListener) acceptLoop() {
 			l.def.refuse(RefusedMemory, "remote", c.RemoteAddr().String(), "proto", "tcp")
 			continue
 		}
-		if why, ok := l.lim.admit(addr, true, false, time.Now()); !ok {
+		h, why, ok := l.lim.admitTCP(addr, time.Now())
+		if !ok {
 			c.Close()
 			l.def.refuse(why, "remote", c.RemoteAddr().String(), "proto", "tcp")
 			continue
 		}
 		l.wg.Add(1)
-		go l.handshake(c, addr)
+		go l.handshake(c, addr, h)
 	}
 }
 
-// handshake waits for a handshake slot and runs the handshake, both
-// within the handshake timeout, and hands the connection to Accept.
-func (l *tlsListener) handshake(raw net.Conn, addr netip.Addr) {
+// handshake waits for an open-connection slot of its address and for
+// handshake slots, and runs the handshake, all within the handshake
+// timeout, and hands the connection to Accept.
+func (l *tlsListener) handshake(raw net.Conn, addr netip.Addr, h *hostConns) {
 	defer l.wg.Done()
-	var c net.Conn = &limitedConn{Conn: raw, release: func() { l.lim.closed(addr, true) }}
+	var releaseConn func()
+	var c net.Conn = &limitedConn{Conn: raw, release: func() {
+		if releaseConn != nil {
+			releaseConn()
+		}
+		l.lim.closed(addr, true)
+	}}
 	ctx, cancel := context.WithTimeout(l.ctx, l.timeout)
 	defer cancel()
-	release, why, err := l.lim.waitHandshake(ctx, addr)
+	release, relConn, why, err := l.lim.waitSlots(ctx, h)
 	if err != nil {
 		c.Close()
 		if l.ctx.Err() == nil {
@@ -214,6 +222,7 @@ func (l *tlsListener) handshake(raw net.Conn, addr netip.Addr) {
 		}
 		return
 	}
+	releaseConn = relConn
 	if l.coalesce > 0 {
 		c = &coalescingConn{Conn: c, delay: l.coalesce}
 	}
