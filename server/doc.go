@@ -43,7 +43,7 @@
 //     MaxConnsPerHost per client address, MaxHandshakes handshakes in
 //     progress (TCP: MaxHandshakesPerHost per address). Over TCP a
 //     connection beyond its address's caps waits for a slot, within
-//     HandshakeTimeout, rather than being refused (up to MaxConnsPerHost
+//     HandshakeTimeout, rather than being refused (up to MaxConnsPerHost/2
 //     of them per address wait): a burst of requests on a fresh Go client
 //     dials a connection per request and closes the extra ones at once;
 //     the TLS handshake runs in the listener, bounded by HandshakeTimeout.

@@ -210,9 +210,10 @@ func (l *connLimiter) admit(addr netip.Addr, perHost, countHs bool, now time.Tim
 }
 
 // admitTCP counts a new TCP connection from addr against the total and
-// its address's budget: MaxConnsPerHost open, and as many again waiting in
-// waitSlots for one of them to close. It returns the reason when the
-// connection must be refused.
+// its address's budget: MaxConnsPerHost open, and half as many again
+// waiting in waitSlots for one of them to close (so that one address
+// never holds more than 3/4 of MaxConns at the default caps). It returns
+// the reason when the connection must be refused.
 func (l *connLimiter) admitTCP(addr netip.Addr, now time.Time) (*hostConns, Refusal, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -230,7 +231,7 @@ func (l *connLimiter) admitTCP(addr netip.Addr, now time.Time) (*hostConns, Refu
 		h = l.newHost()
 		l.hosts[addr] = h
 	}
-	if h.conns >= 2*l.maxPerHost {
+	if h.conns >= l.maxPerHost+l.maxPerHost/2 {
 		return nil, RefusedConnsPerHost, false
 	}
 	l.conns++

@@ -106,7 +106,7 @@ type Options struct {
 
 	// Connection admission, per transport (TCP and QUIC separately).
 	MaxConns             int           // open connections; default DefaultMaxConns
-	MaxConnsPerHost      int           // open connections of one client address (TCP: as many more wait); default DefaultMaxConnsPerHost
+	MaxConnsPerHost      int           // open connections of one client address (TCP: half as many more wait); default DefaultMaxConnsPerHost
 	MaxHandshakes        int           // handshakes in progress; default DefaultMaxHandshakes
 	MaxHandshakesPerHost int           // TLS handshakes in progress of one address; default DefaultMaxHandshakesPerHost
 	HandshakeTimeout     time.Duration // TLS and QUIC handshakes; default DefaultHandshakeTimeout
