@@ -21,6 +21,13 @@
 //   - Payloads are stored as DESIGN.md says: JSON (one line), else UTF-8
 //     text, else binary. A mapping may split JSON objects into one series
 //     per field, with units.
+//   - What waits between broker and log is bounded: a QoS 1/2 message
+//     takes a place in the ack queue (16 MiB of max_payload messages, at
+//     least 20) before it is stored, and keeps it until it is durable and
+//     acknowledged. A message that finds the queue full for 200 ms (the
+//     disk is far behind) is neither stored nor acknowledged; once the
+//     queue has drained the session is ended and the broker delivers it
+//     again. QoS 0 messages take no place: they are stored as they come.
 //   - Bad input never crashes ingest or grows memory without bound:
 //     payloads over mqtt.max_payload, topics that are not valid UTF-8 names,
 //     and new topics beyond mqtt.max_topics are counted (MQTTStats), logged

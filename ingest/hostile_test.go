@@ -183,8 +183,8 @@ func TestRedeliverLeftEndsSession(t *testing.T) {
 	default:
 	}
 	var acks atomic.Int32
-	m.notAcked("ack_queue_full", pending{msg: fakeMsg{topic: "sensors/a", qos: 1, acks: &acks}})
-	m.notAcked("shutdown", pending{msg: fakeMsg{topic: "sensors/a", qos: 1, acks: &acks}})
+	m.leave("ack_queue_full", pending{msg: fakeMsg{topic: "sensors/a", qos: 1, acks: &acks}})
+	m.leave("shutdown", pending{msg: fakeMsg{topic: "sensors/a", qos: 1, acks: &acks}})
 	m.redeliverLeft()
 	select {
 	case err := <-m.lost:
@@ -196,5 +196,42 @@ func TestRedeliverLeftEndsSession(t *testing.T) {
 	}
 	if n := m.left.Load(); n != 0 {
 		t.Errorf("left = %d after the redelivery was asked for", n)
+	}
+}
+
+// Issue 12's MQTT burst: what waits between broker and log is bounded by
+// the ack queue. With the acker stalled (not running here, as behind a
+// disk far behind), QoS 1 messages beyond the queue's capacity are
+// neither stored nor acknowledged, and counted for redelivery: before,
+// they were stored anyway and piled up uncommitted in memory.
+func TestAckQueueBoundsInFlight(t *testing.T) {
+	l := openLog(t, time.Hour)
+	cfg := testConfig("tcp://127.0.0.1:1", "bound", "sensors/#")
+	cfg.MaxPayload = 1 << 20
+	m, err := NewMQTT(cfg, l, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := cap(m.queue)
+	if n != 20 || cap(m.slots) != n {
+		t.Fatalf("queue of %d, slots %d, want 20 (16 MiB of 1 MiB messages, at least 20)", n, cap(m.slots))
+	}
+	var acks atomic.Int32
+	for i := range n + 5 {
+		m.handle(nil, fakeMsg{topic: "sensors/a", payload: []byte("1"), qos: 1, id: uint16(i + 1), acks: &acks})
+	}
+	if got := len(records(t, l)); got != n {
+		t.Errorf("%d records stored, want %d (the queue's capacity)", got, n)
+	}
+	if got := m.left.Load(); got != 5 {
+		t.Errorf("%d messages left for redelivery, want 5", got)
+	}
+	if got := m.Stats().NotAcked; got != 5 {
+		t.Errorf("NotAcked = %d, want 5", got)
+	}
+	// QoS 0 takes no place in the queue.
+	m.handle(nil, fakeMsg{topic: "sensors/a", payload: []byte("2"), acks: &acks})
+	if got := len(records(t, l)); got != n+1 {
+		t.Errorf("%d records stored, want %d", got, n+1)
 	}
 }

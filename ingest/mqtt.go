@@ -30,11 +30,14 @@ import (
 // memory, not behaviour a user tunes.
 const (
 	// ackQueueBytes bounds the payload memory the ack queue can hold (a
-	// queued message keeps its payload): the queue has room for this many
-	// bytes of max_payload messages, at least 256 and at most 8192
-	// messages. Brokers bound their unacknowledged window too (mosquitto:
-	// 20 by default, mochi: 8192), and ack_batch commits early long before
-	// the queue fills.
+	// queued message keeps its payload, and the ring log its not yet
+	// committed copy): the queue has room for this many bytes of
+	// max_payload messages, at least 20 (mosquitto's default window, at
+	// max_payload 1 MiB: 20 MiB) and at most 8192 messages (256 at the
+	// default max_payload). Brokers bound their unacknowledged window too
+	// (mosquitto: 20 by default, mochi: 8192), and ack_batch commits early
+	// long before the queue fills. A message that finds the queue full is
+	// neither stored nor acknowledged (see takeSlot).
 	ackQueueBytes = 16 << 20
 	// enqueueWait is how long the message handler waits for room in a full
 	// ack queue (the disk is slow) before it leaves the message
@@ -117,12 +120,13 @@ type MQTT struct {
 	tls     *tls.Config
 
 	queue     chan pending  // handler -> acker, FIFO
+	slots     chan struct{} // a token per message queued or being settled; cap(queue)
 	stop      chan struct{} // closed when Run begins to shut down
 	lost      chan error    // connection losses, cap 1
 	started   atomic.Bool   // Run was called
 	draining  atomic.Bool   // set at shutdown: the handler stores nothing more
 	saturated atomic.Bool   // the ack queue stayed full; the handler no longer waits
-	left      atomic.Int64  // messages left unacknowledged for a full queue since the last redelivery
+	left      atomic.Int64  // messages left to the broker for a full queue since the last redelivery
 
 	noWait context.Context // already cancelled: WaitDurable as a probe
 
@@ -158,7 +162,8 @@ func NewMQTT(cfg config.MQTT, log *ringlog.Log, logger *slog.Logger) (*MQTT, err
 		log:      log,
 		logger:   logger.With("broker", cfg.Broker, "client_id", cfg.ClientID),
 		subs:     map[string]byte{},
-		queue:    make(chan pending, min(max(ackQueueBytes/int(max(cfg.MaxPayload, 1)), 256), 8192)),
+		queue:    make(chan pending, queueLen(cfg)),
+		slots:    make(chan struct{}, queueLen(cfg)),
 		stop:     make(chan struct{}),
 		lost:     make(chan error, 1),
 		topics:   map[string]*list.Element{},
@@ -195,6 +200,12 @@ func NewMQTT(cfg config.MQTT, log *ringlog.Log, logger *slog.Logger) (*MQTT, err
 		return nil, fmt.Errorf("ingest: mqtt %s: %w", cfg.Broker, err)
 	}
 	return m, nil
+}
+
+// queueLen is the ack queue's capacity: ackQueueBytes of max_payload
+// messages, at least 20 and at most 8192.
+func queueLen(cfg config.MQTT) int {
+	return min(max(ackQueueBytes/int(max(cfg.MaxPayload, 1)), 20), 8192)
 }
 
 // matchPart is the part of a subscription filter that topics match:

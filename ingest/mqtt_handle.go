@@ -23,6 +23,13 @@ func (m *MQTT) handle(_ paho.Client, msg paho.Message) {
 		m.stats.dups.Add(1)
 	}
 	p := pending{msg: msg, at: time.Now()}
+	if msg.Qos() > 0 && !m.takeSlot() {
+		// The disk is far behind: neither stored nor acknowledged, so
+		// that what waits between broker and log stays bounded; the
+		// broker delivers it again (redeliverLeft).
+		m.leave("ack_queue_full", p)
+		return
+	}
 	if msg.Qos() == 1 && msg.Duplicate() {
 		if seq, ok := m.storedBefore(msg); ok {
 			// Stored when first delivered, never acknowledged: acknowledge
@@ -216,55 +223,64 @@ func (m *MQTT) admitTopic(name string) bool {
 	return true
 }
 
-// enqueue hands p to the acker. When the queue stays full (the disk is far
-// behind) it gives up after enqueueWait, and then does not wait again until
-// the queue has room: the message stays unacknowledged and the broker
-// delivers it again after a reconnect. Live delivery goes on meanwhile.
-func (m *MQTT) enqueue(p pending) {
-	m.stats.waiting.Add(1)
-	defer m.kickIfBatch()
+// takeSlot takes one of the ack queue's places for a QoS 1/2 message,
+// before anything is stored for it: the queue holds a message until its
+// records are durable, so its capacity bounds the payload bytes waiting
+// between broker and log (ackQueueBytes of max_payload messages), and the
+// log's not yet committed copies of them. When the queue stays full (the
+// disk is far behind) takeSlot gives up after enqueueWait, and then does
+// not wait again until the queue has room.
+func (m *MQTT) takeSlot() bool {
 	select {
-	case m.queue <- p:
+	case m.slots <- struct{}{}:
 		m.saturated.Store(false)
-		return
+		return true
 	default:
 	}
 	if m.saturated.Load() {
-		m.notAcked("ack_queue_full", p)
-		return
+		return false
 	}
+	m.kickIfFull()
 	t := time.NewTimer(enqueueWait)
 	defer t.Stop()
 	select {
-	case m.queue <- p:
+	case m.slots <- struct{}{}:
+		return true
 	case <-t.C:
 		m.saturated.Store(true)
-		m.notAcked("ack_queue_full", p)
+		return false
 	case <-m.stop:
-		m.notAcked("shutdown", p)
+		return false
 	}
 }
 
-func (m *MQTT) notAcked(reason string, p pending) {
-	m.stats.waiting.Add(-1)
+// enqueue hands p, which holds a slot (takeSlot), to the acker. The queue
+// has a place for every slot: it never waits.
+func (m *MQTT) enqueue(p pending) {
+	m.stats.waiting.Add(1)
+	m.queue <- p
+	m.kickIfBatch()
+}
+
+// leave leaves a message to the broker: not stored, not acknowledged.
+func (m *MQTT) leave(reason string, p pending) {
 	m.stats.notAcked.Add(1)
 	if reason == "ack_queue_full" {
 		m.left.Add(1)
 	}
-	m.limit.Warn(reason, "mqtt message left unacknowledged for the broker to redeliver",
-		"reason", reason, "topic", p.msg.Topic(), "seq", p.seq)
+	m.limit.Warn(reason, "mqtt message left to the broker to redeliver (not stored, not acknowledged)",
+		"reason", reason, "topic", p.msg.Topic())
 }
 
 // errRedeliver ends a session on purpose: see redeliverLeft.
 var errRedeliver = errors.New("ingest: reconnecting for the broker to redeliver unacknowledged messages")
 
 // redeliverLeft is called by the acker when its queue has drained. A
-// message left unacknowledged while the queue was full holds one of the
-// broker's in-flight slots for as long as the connection lasts (the
-// broker redelivers only on a new connection); enough of them and the
-// broker stops sending altogether. So once the queue is empty again, the
-// session is ended and the broker delivers them again; they were stored,
-// so they are acknowledged without being stored twice (storedBefore).
+// message left while the queue was full holds one of the broker's
+// in-flight slots for as long as the connection lasts (the broker
+// redelivers only on a new connection); enough of them and the broker
+// stops sending altogether. So once the queue is empty again, the session
+// is ended and the broker delivers them again.
 func (m *MQTT) redeliverLeft() {
 	n := m.left.Swap(0)
 	if n == 0 {
@@ -301,8 +317,10 @@ func (m *MQTT) acker(ctx context.Context) {
 	}
 }
 
-// settle waits until p's records are durable and acknowledges it.
+// settle waits until p's records are durable and acknowledges it; then
+// p's slot is free.
 func (m *MQTT) settle(ctx context.Context, p pending) {
+	defer func() { <-m.slots }()
 	defer m.stats.waiting.Add(-1)
 	if p.ack && p.seq > 0 {
 		if err := m.durable(ctx, p.seq, p.at); err != nil {
@@ -387,9 +405,13 @@ func (m *MQTT) batchFull() bool {
 // kickIfBatch ends the acker's wait for the periodic commit once ack_batch
 // messages are waiting.
 func (m *MQTT) kickIfBatch() {
-	if !m.batchFull() {
-		return
+	if m.batchFull() {
+		m.kickIfFull()
 	}
+}
+
+// kickIfFull ends the acker's wait for the periodic commit.
+func (m *MQTT) kickIfFull() {
 	m.kickMu.Lock()
 	if m.kick != nil {
 		m.kick()

@@ -95,7 +95,7 @@ func (e *env) hostile(ctx context.Context) error {
 		return err
 	}
 	defer mq.stop(5 * time.Second)
-	spec := eddySpec{broker: broker, filter: "load/#", qos: 1, maxStreams: 1000}
+	spec := eddySpec{broker: broker, filter: "load/#", qos: 1, maxStreams: 1000, debug: e.f.debugListen}
 	var cg *memCgroup
 	if e.f.memcap > 0 {
 		if cg, err = newMemCgroup(e.f.memcap); err != nil {
