@@ -186,12 +186,14 @@ type collectorFunc struct {
 func (c collectorFunc) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 func (c collectorFunc) Collect(ch chan<- prometheus.Metric) { c.collect(ch) }
 
-// RegisterDefense exports what the server refused or cut off, by reason
-// (eddy_server_refused_total{reason}), and the memory figure its admission
-// control compares with server.memory_limit.
+// RegisterDefense exports every connection and request the server
+// refused or cut off, by reason (eddy_server_refused_total{reason}: the
+// limits of issue 12 and the 401/429 answers to bad or missing
+// credentials alike), and the memory figure its admission control
+// compares with server.memory_limit.
 func RegisterDefense(reg prometheus.Registerer, stats func() server.DefenseStats) {
 	refused := prometheus.NewDesc(ns+"_server_refused_total",
-		"Connections and requests refused or cut off by the server's limits, by reason.", []string{"reason"}, nil)
+		"Connections and requests the server refused or cut off, by reason: its limits, and 401/429 answers to missing, wrong or throttled credentials.", []string{"reason"}, nil)
 	mem := prometheus.NewDesc(ns+"_server_admission_memory_bytes",
 		"Go heap objects and stacks as admission control last sampled them.", nil, nil)
 	limit := prometheus.NewDesc(ns+"_server_memory_limit_bytes",
@@ -219,17 +221,3 @@ func (c multiCollector) Describe(ch chan<- *prometheus.Desc) {
 	}
 }
 func (c multiCollector) Collect(ch chan<- prometheus.Metric) { c.collect(ch) }
-
-// RegisterRefusals exports the requests the server refused, by reason
-// (server.RefusalReasons), read by refused at scrape time.
-func RegisterRefusals(reg prometheus.Registerer, refused func() map[string]uint64) {
-	desc := prometheus.NewDesc(ns+"_http_refused_total",
-		"Requests refused, by reason: no_credentials, bad_token, bad_session, login_failed (401); auth_throttled, host_limit (429).",
-		[]string{"reason"}, nil)
-	reg.MustRegister(collectorFunc{desc: desc, collect: func(ch chan<- prometheus.Metric) {
-		counts := refused()
-		for _, reason := range server.RefusalReasons {
-			ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(counts[reason]), reason)
-		}
-	}})
-}

@@ -2,6 +2,8 @@ package metrics
 
 import (
 	"context"
+	"fmt"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -160,22 +162,38 @@ eddy_http3_sent_bytes_total 1.2e+06
 	}
 }
 
+// One family counts every refusal, the server's limits and the 401/429
+// answers to credentials alike, with a reason label of its own each.
 func TestRefusalMetrics(t *testing.T) {
 	reg := Registry()
-	RegisterRefusals(reg, func() map[string]uint64 {
-		return map[string]uint64{server.RefusedNoCredentials: 1091, server.RefusedAuthThrottled: 3}
+	RegisterDefense(reg, func() server.DefenseStats {
+		var st server.DefenseStats
+		st.Refused[server.RefusedNoCredentials] = 1091
+		st.Refused[server.RefusedAuthThrottled] = 3
+		st.Refused[server.RefusedH2RapidReset] = 2
+		return st
 	})
+	var lines []string
+	seen := map[string]bool{}
+	for _, r := range server.Refusals() {
+		n := map[server.Refusal]int{server.RefusedNoCredentials: 1091, server.RefusedAuthThrottled: 3, server.RefusedH2RapidReset: 2}[r]
+		if seen[r.String()] || r.String() == "unknown" {
+			t.Fatalf("reason %q named twice or unnamed", r)
+		}
+		seen[r.String()] = true
+		lines = append(lines, fmt.Sprintf("eddy_server_refused_total{reason=%q} %d", r.String(), n))
+	}
+	for _, want := range []string{"no_credentials", "bad_token", "bad_session", "login_failed", "auth_throttled", "host_limit", "conns_per_host", "memory"} {
+		if !seen[want] {
+			t.Errorf("reason %q missing", want)
+		}
+	}
+	sort.Strings(lines)
 	want := `
-# HELP eddy_http_refused_total Requests refused, by reason: no_credentials, bad_token, bad_session, login_failed (401); auth_throttled, host_limit (429).
-# TYPE eddy_http_refused_total counter
-eddy_http_refused_total{reason="auth_throttled"} 3
-eddy_http_refused_total{reason="bad_session"} 0
-eddy_http_refused_total{reason="bad_token"} 0
-eddy_http_refused_total{reason="host_limit"} 0
-eddy_http_refused_total{reason="login_failed"} 0
-eddy_http_refused_total{reason="no_credentials"} 1091
-`
-	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "eddy_http_refused_total"); err != nil {
+# HELP eddy_server_refused_total Connections and requests the server refused or cut off, by reason: its limits, and 401/429 answers to missing, wrong or throttled credentials.
+# TYPE eddy_server_refused_total counter
+` + strings.Join(lines, "\n") + "\n"
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "eddy_server_refused_total"); err != nil {
 		t.Error(err)
 	}
 }

@@ -163,7 +163,7 @@ func (a *authenticator) methodWithoutTokens(r *http.Request) string {
 // whyNot names what an unauthenticated request got wrong (a Refused*
 // reason): a token that is wrong, a session that is not valid, or no
 // credentials at all.
-func whyNot(r *http.Request) string {
+func whyNot(r *http.Request) Refusal {
 	if _, ok := bearer(r.Header.Get("Authorization")); ok || r.URL.Query().Has("access_token") {
 		return RefusedBadToken
 	}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"net/http"
 	"runtime/metrics"
 	"sync"
 	"sync/atomic"
@@ -9,9 +10,10 @@ import (
 	"github.com/eddy-iot/eddy/ratelog"
 )
 
-// Refusal is one reason the server refused or cut off a client. Each has a
-// counter in DefenseStats and a label value in /metrics
-// (eddy_server_refused_total{reason=...}).
+// Refusal is one reason the server refused a connection or request, or
+// cut off a client. Each has a counter in DefenseStats, a label value in
+// /metrics (eddy_server_refused_total{reason=...}) and a rate-limited
+// "server: refused" log line (see defense.refuse).
 type Refusal int
 
 // The reasons, in the order of DefenseStats.Refused.
@@ -33,6 +35,12 @@ const (
 	RefusedFilters                       // request with more than Options.MaxTopicFilters topic filters
 	RefusedHistoryBusy                   // /api/history over Options.MaxHistoryRequests
 	RefusedBadRequest                    // malformed parameter caught before the handler (Last-Event-ID)
+	RefusedNoCredentials                 // 401: a protected path without a token, cookie or client certificate
+	RefusedBadToken                      // 401: a wrong bearer token or access_token
+	RefusedBadSession                    // 401: an invalid or expired session cookie
+	RefusedLoginFailed                   // 401: POST /login with a wrong token
+	RefusedAuthThrottled                 // 429: too many wrong tokens from this address
+	RefusedHostLimit                     // 429: too many concurrent requests from this address
 	numRefusals
 )
 
@@ -41,6 +49,7 @@ var refusalNames = [numRefusals]string{
 	"handshake_timeout", "penalty", "memory", "quic_retry",
 	"h2_rapid_reset", "h2_continuation", "h2_control_flood", "h2_stream_flood",
 	"h2_protocol_error", "h3_reset", "topic_filters", "history_busy", "bad_request",
+	"no_credentials", "bad_token", "bad_session", "login_failed", "auth_throttled", "host_limit",
 }
 
 func (r Refusal) String() string {
@@ -74,11 +83,18 @@ type defense struct {
 	mem    *memGauge
 }
 
-// refuse counts one refusal and logs it (at warn, at most once per
-// defenseLogInterval per reason, with the count since the last line).
+// refuse counts one refusal and logs it: "server: refused" at warn, at
+// most once per defenseLogInterval per reason, with the count held back
+// since the last line. args name the client ("remote") and what it did;
+// never a token or a query (it may hold an access_token).
 func (d *defense) refuse(r Refusal, args ...any) {
 	d.counts[r].Add(1)
 	d.log.Warn(r.String(), "server: refused", append([]any{"reason", r.String()}, args...)...)
+}
+
+// refuse counts and logs a refused request, by path (never the query).
+func (s *Server) refuse(r *http.Request, why Refusal) {
+	s.def.refuse(why, "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
 }
 
 // DefenseStats returns the refusal counters.

@@ -15,11 +15,13 @@
 //     cookie holds an HMAC-signed session bound to the token that made it
 //     (never the token), and no token reaches a log: requests are logged by
 //     path, without the query.
-//   - Refusals are counted by reason (Server.Refused: no_credentials,
-//     bad_token, bad_session, login_failed, auth_throttled, host_limit;
-//     eddy_http_refused_total in /metrics) and logged at most once per
-//     reason every 10 s, with the count held back (package ratelog), so a
-//     scanner cannot flood the log.
+//   - Every refusal, of a request (no_credentials, bad_token, bad_session,
+//     login_failed, auth_throttled, host_limit, ...) or of a connection
+//     (see below), is counted by reason (Server.DefenseStats;
+//     eddy_server_refused_total{reason} in /metrics) and logged as
+//     "server: refused" at warn at most once per reason every 10 s, with
+//     the count held back (package ratelog), so a scanner cannot flood
+//     the log.
 //   - Wrong tokens are throttled per address (IPv6 per /64): after
 //     Options.AuthFailures of them (bearer, access_token or POST /login)
 //     within Options.AuthFailureWindow, the address's tokens are not
@@ -62,8 +64,7 @@
 //     MaxHistoryRequests at a time (503 beyond), since= is clamped to
 //     what the ring log can order, and a Last-Event-ID longer than any
 //     event id is refused without being echoed. Every refusal is counted
-//     (DefenseStats, eddy_server_refused_total{reason}) and logged at warn
-//     at most once per 10 s per reason, with the count suppressed.
+//     and logged as above.
 //   - QUICStats sums the QUIC statistics of every HTTP/3 connection served,
 //     open or ended (packets sent, received and declared lost, bytes), so
 //     loss on collectors' links can be seen from /metrics.

@@ -8,24 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/eddy-iot/eddy/ratelog"
 )
-
-// Why the server refused a request: the reason label of
-// eddy_http_refused_total and of the "server: request refused" log line.
-const (
-	RefusedNoCredentials = "no_credentials" // 401: a protected path without a token, cookie or client certificate
-	RefusedBadToken      = "bad_token"      // 401: a wrong bearer token or access_token
-	RefusedBadSession    = "bad_session"    // 401: an invalid or expired session cookie
-	RefusedLoginFailed   = "login_failed"   // 401: POST /login with a wrong token
-	RefusedAuthThrottled = "auth_throttled" // 429: too many wrong tokens from this address
-	RefusedHostLimit     = "host_limit"     // 429: too many concurrent requests from this address
-)
-
-// RefusalReasons lists every reason, in a stable order.
-var RefusalReasons = [...]string{RefusedNoCredentials, RefusedBadToken, RefusedBadSession,
-	RefusedLoginFailed, RefusedAuthThrottled, RefusedHostLimit}
 
 // Auth-failure throttling defaults (Options.AuthFailures,
 // Options.AuthFailureWindow) and the bound of its per-address table.
@@ -33,39 +16,7 @@ const (
 	DefaultAuthFailures      = 10
 	DefaultAuthFailureWindow = time.Minute
 	MaxThrottledAddrs        = 4096
-	// refusalLogEvery is the rate of "server: request refused" lines: at
-	// most one per reason per period, the next with the count held back.
-	refusalLogEvery = 10 * time.Second
 )
-
-// refusals counts refused requests by reason and logs them at a bounded
-// rate.
-type refusals struct {
-	counts [len(RefusalReasons)]atomic.Uint64
-	log    *ratelog.Logger
-}
-
-// Refused returns how many requests were refused, by reason (see
-// RefusalReasons); read at every /metrics scrape.
-func (s *Server) Refused() map[string]uint64 {
-	m := make(map[string]uint64, len(RefusalReasons))
-	for i, r := range RefusalReasons {
-		m[r] = s.refused.counts[i].Load()
-	}
-	return m
-}
-
-// refuse counts and logs a refusal. Requests are logged by path, never
-// the query (it may hold an access_token).
-func (s *Server) refuse(r *http.Request, reason string) {
-	for i, rr := range RefusalReasons {
-		if rr == reason {
-			s.refused.counts[i].Add(1)
-		}
-	}
-	s.refused.log.Info(reason, "server: request refused", "reason", reason,
-		"method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
-}
 
 // tooManyFailures answers 429 with Retry-After to an address that
 // presented too many wrong tokens.

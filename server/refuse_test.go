@@ -64,7 +64,7 @@ func TestAuthFailuresThrottled(t *testing.T) {
 			if resp, _ := get(t, c, e.url("/healthz")); resp.StatusCode != http.StatusOK {
 				t.Errorf("/healthz from a blocked address: %d", resp.StatusCode)
 			}
-			got := e.srv.Refused()
+			got := e.srv.DefenseStats().Refused
 			if got[RefusedNoCredentials] != 20 || got[RefusedBadToken] != 2 || got[RefusedLoginFailed] != 1 || got[RefusedAuthThrottled] != 3 {
 				t.Errorf("refusals %v", got)
 			}
@@ -94,7 +94,7 @@ func TestRefusalsLoggedAtBoundedRate(t *testing.T) {
 	}
 	// Ten wrong tokens block the address: from then on its requests are
 	// refused as auth_throttled (429), a third reason.
-	got := e.srv.Refused()
+	got := e.srv.DefenseStats().Refused
 	total, reasons := uint64(0), 0
 	for _, n := range got {
 		total += n
@@ -106,7 +106,7 @@ func TestRefusalsLoggedAtBoundedRate(t *testing.T) {
 		t.Errorf("refusals %v, want 400 in all, %d of them bad_token", got, DefaultAuthFailures)
 	}
 	logs := e.logs.String()
-	if n := strings.Count(logs, "server: request refused"); n != reasons {
+	if n := strings.Count(logs, "server: refused"); n != reasons {
 		t.Errorf("%d refusal lines for 400 refusals of %d reasons, want one per reason:\n%s", n, reasons, logs)
 	}
 	if strings.Contains(logs, "wrong-token") {

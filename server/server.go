@@ -217,7 +217,6 @@ type Server struct {
 	tcpLim, quicLim *connLimiter
 	history         chan struct{}
 
-	refused  refusals      // counts and logs refused requests
 	throttle *authThrottle // per-address wrong-token throttle
 
 	h2  *http.Server
@@ -266,7 +265,6 @@ func New(opts Options) (*Server, error) {
 		history: make(chan struct{}, o.MaxHistoryRequests),
 		done:    make(chan struct{}),
 
-		refused:  refusals{log: ratelog.New(o.Logger, refusalLogEvery)},
 		throttle: newAuthThrottle(o.AuthFailures, o.AuthFailureWindow),
 	}
 	s.stat.init(o.Log)
@@ -483,7 +481,6 @@ func (s *Server) Err() error {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopping.Store(true)
 	s.once.Do(func() { close(s.done) })
-	defer s.refused.log.Stop()
 	defer s.def.log.Stop()
 	var wg sync.WaitGroup
 	var err2, err3 error

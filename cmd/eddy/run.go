@@ -197,7 +197,6 @@ func run(ctx context.Context, cfg *config.Config, logger *slog.Logger, hup <-cha
 	}
 	metrics.RegisterQUIC(reg, d.srv.QUICStats)
 	metrics.RegisterDefense(reg, d.srv.DefenseStats)
-	metrics.RegisterRefusals(reg, d.srv.Refused)
 	d.srv.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	if err := d.srv.Start(); err != nil {
 		return err
