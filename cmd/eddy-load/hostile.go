@@ -78,6 +78,7 @@ type hostileResult struct {
 	class              string
 	peakRSS, settleRSS int64
 	peakAnon           int64   // RssAnon: RSS without the ring log's mapped file pages
+	peakDB, peakDirty  int64   // ring.db's mapped pages in RSS, and how many of them were dirty
 	cpu                float64 // cores, during the attack
 	p99, maxGap        time.Duration
 	missed             uint64 // records dropped on a legit stream, as its gap events said
@@ -152,7 +153,7 @@ func (e *env) hostile(ctx context.Context) error {
 		fmt.Fprintf(e.f.out, "; eddy in cgroup %s, memory limit %d MiB", cg.dir, e.f.memcap>>20)
 	}
 	fmt.Fprintln(e.f.out)
-	fmt.Fprintf(e.f.out, "%-16s %9s %9s %9s %6s %9s %9s %6s %5s  %s\n", "class", "peak RSS", "peak anon", "settled", "CPU", "p99", "max gap", "missed", "recon", "refused by eddy; attacker saw")
+	fmt.Fprintf(e.f.out, "%-16s %9s %9s %12s %9s %6s %9s %9s %6s %5s  %s\n", "class", "peak RSS", "peak anon", "ring.db(dirty)", "settled", "CPU", "p99", "max gap", "missed", "recon", "refused by eddy; attacker saw")
 	var results []hostileResult
 	for i, c := range hostileClasses {
 		if !e.f.wantClass(c.name) {
@@ -170,6 +171,18 @@ func (e *env) hostile(ctx context.Context) error {
 			break
 		}
 	}
+	var worst hostileResult
+	for _, r := range results {
+		if r.peakAnon > worst.peakAnon {
+			worst = r
+		}
+	}
+	verdict := "under"
+	if worst.peakAnon > defaultMemoryLimit {
+		verdict = "OVER"
+	}
+	fmt.Fprintf(e.f.out, "peak anonymous RSS %.0f MiB (%s), %s server.memory_limit %d MiB; file-backed pages (ring.db, the binary) are page cache the kernel reclaims\n",
+		mib(worst.peakAnon), worst.class, verdict, defaultMemoryLimit>>20)
 	pubStop()
 	sent := <-pubDone
 	waitFor(ctx, 10*time.Second, "legitimate streams to catch up", func() bool {
@@ -190,6 +203,10 @@ func (e *env) hostile(ctx context.Context) error {
 	return srv.exited()
 }
 
+// defaultMemoryLimit is eddy's server.memory_limit, which the tool leaves
+// at its default.
+const defaultMemoryLimit = 128 << 20
+
 // hostileSettle is the pause after each attack before the settled RSS.
 const hostileSettle = 5 * time.Second
 
@@ -203,7 +220,7 @@ func (h *hostileRun) runClass(ctx context.Context, c hostileClass) (hostileResul
 	if err != nil {
 		return r, err
 	}
-	var peak, peakAnon atomic.Int64
+	var peak, peakAnon, peakDB, peakDirty atomic.Int64
 	peak.Store(u0.rss)
 	sctx, scancel := context.WithCancel(ctx)
 	sdone := make(chan struct{})
@@ -215,6 +232,10 @@ func (h *hostileRun) runClass(ctx context.Context, c hostileClass) (hostileResul
 			}
 			if a := rssAnon(h.srv.pid()); a > peakAnon.Load() {
 				peakAnon.Store(a)
+			}
+			if db, dirty := mappedRss(h.srv.pid(), "/ring.db"); db > peakDB.Load() {
+				peakDB.Store(db)
+				peakDirty.Store(max(peakDirty.Load(), dirty))
 			}
 		}
 	}()
@@ -229,6 +250,7 @@ func (h *hostileRun) runClass(ctx context.Context, c hostileClass) (hostileResul
 	<-sdone
 	u2, _ := readUsage(h.srv.pid())
 	r.peakRSS, r.settleRSS, r.peakAnon = peak.Load(), u2.rss, peakAnon.Load()
+	r.peakDB, r.peakDirty = peakDB.Load(), peakDirty.Load()
 	var lats []time.Duration
 	for _, lc := range h.legit {
 		l, gap, missed, recon := lc.take()
@@ -265,7 +287,7 @@ func printHostileLine(w io.Writer, r, base hostileResult) {
 	if base.p99 > 0 && r.class != base.class {
 		ratio = fmt.Sprintf(" (%.1fx)", float64(r.p99)/float64(base.p99))
 	}
-	fmt.Fprintf(w, "%-16s %6.0f MiB %6.0f MiB %6.0f MiB %6.2f %9s %9s %6d %5d  %s; %s\n", r.class, mib(r.peakRSS), mib(r.peakAnon), mib(r.settleRSS), r.cpu,
+	fmt.Fprintf(w, "%-16s %6.0f MiB %6.0f MiB %4.0f(%3.0f) MiB %6.0f MiB %6.2f %9s %9s %6d %5d  %s; %s\n", r.class, mib(r.peakRSS), mib(r.peakAnon), mib(r.peakDB), mib(r.peakDirty), mib(r.settleRSS), r.cpu,
 		r.p99.Round(time.Millisecond).String()+ratio, r.maxGap.Round(time.Millisecond), r.missed, r.reconnects, refs, r.attacker)
 }
 
@@ -419,6 +441,39 @@ func rssAnon(pid int) int64 {
 		}
 	}
 	return 0
+}
+
+// mappedRss sums the Rss, and the dirty part of it, of pid's mappings of
+// files whose path ends with suffix (ring.db: bbolt maps it read-only,
+// so its pages are the file's page cache, which the kernel reclaims
+// rather than swap or OOM-kill for).
+func mappedRss(pid int, suffix string) (rss, dirty int64) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))
+	if err != nil {
+		return 0, 0
+	}
+	in := false
+	for line := range strings.Lines(string(b)) {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		if strings.Contains(f[0], "-") && len(f) >= 5 { // a mapping's header line
+			in = len(f) >= 6 && strings.HasSuffix(f[len(f)-1], suffix)
+			continue
+		}
+		if !in || len(f) < 2 {
+			continue
+		}
+		kb, _ := strconv.ParseInt(f[1], 10, 64)
+		switch f[0] {
+		case "Rss:":
+			rss += kb << 10
+		case "Shared_Dirty:", "Private_Dirty:":
+			dirty += kb << 10
+		}
+	}
+	return rss, dirty
 }
 
 // attackDial dials TCP from the attack address.
