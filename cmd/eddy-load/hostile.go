@@ -127,10 +127,14 @@ func (e *env) hostile(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer func() { pubStop(); pcancel(); wg.Wait() }()
 	pubDone := make(chan int, 1)
+	var pubErr error // set before pubDone
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		sent, _, _ := pub.run(pubCtx, publishSpec{prefix: "load/legit/", topics: 10, rate: 100})
+		// sent counts messages handed to paho; with an error the last
+		// of them may never have reached the broker.
+		sent, _, err := pub.run(pubCtx, publishSpec{prefix: "load/legit/", topics: 10, rate: 100})
+		pubErr = err
 		pubDone <- sent
 	}()
 	for _, p := range []proto{protoH2, protoH3} {
@@ -185,11 +189,14 @@ func (e *env) hostile(ctx context.Context) error {
 		mib(worst.peakAnon), worst.class, verdict, defaultMemoryLimit>>20)
 	pubStop()
 	sent := <-pubDone
-	waitFor(ctx, 10*time.Second, "legitimate streams to catch up", func() bool {
+	waitFor(ctx, 30*time.Second, "legitimate streams to catch up", func() bool {
 		return h.legit[0].received() >= uint64(sent) && h.legit[1].received() >= uint64(sent)
 	})
 	fmt.Fprintf(e.f.out, "legit: %d published; received: h2 %d, h3 %d (every one: %v)\n", sent,
 		h.legit[0].received(), h.legit[1].received(), h.legit[0].received() >= uint64(sent) && h.legit[1].received() >= uint64(sent))
+	if pubErr != nil {
+		fmt.Fprintf(e.f.out, "legit publisher stopped early: %v (its last message may never have reached the broker)\n", pubErr)
+	}
 	if u, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", srv.pid())); err == nil {
 		for line := range strings.Lines(string(u)) {
 			if strings.HasPrefix(line, "VmHWM:") {
