@@ -242,7 +242,7 @@ func (w *syncWriter) Write(p []byte) (int, error) {
 // not among them.
 var leakFrames = []string{
 	"/upstream/push.go", "/upstream/collect.go", "/upstream/sender.go", "/upstream/conn.go", "/upstream/lease.go",
-	"github.com/nats-io/nats.go.",
+	"github.com/nats-io/nats%2ego.", // how stack traces spell nats.go
 	"github.com/quic-go/quic-go.(*Transport)", "github.com/quic-go/quic-go.(*Conn)", "quic-go/http3.(*Transport)",
 	"quic-go/http3.(*ClientConn)", "net/http.(*persistConn)", "golang.org/x/net/http2.(*ClientConn)",
 }
