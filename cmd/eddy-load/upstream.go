@@ -177,7 +177,7 @@ func (e env) upstream(ctx context.Context) error {
 		}
 		if phase("pull") {
 			// Offered more than the cluster takes on this box: pull's maximum.
-			r, err := e.pullLive(ctx, conn, cl.urls, fmt.Sprintf("max%d", run), 1, 100, 300, 10*time.Second)
+			r, err := e.pullLive(ctx, conn, cl.urls, fmt.Sprintf("max%d", run), 1, 100, 200, 8*time.Second)
 			if err := add(r, err); err != nil {
 				return err
 			}
@@ -233,6 +233,28 @@ func (e env) upstream(ctx context.Context) error {
 			r.cpu.Round(100*time.Nanosecond), r.p50.Round(100*time.Microsecond), r.p99.Round(100*time.Microsecond), rss, r.note)
 	}
 	return nil
+}
+
+// goMem summarizes a collector's Go memory from its /metrics, per device.
+func goMem(port, devices int) string {
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	vals := map[string]float64{}
+	for line := range strings.Lines(string(b)) {
+		f := strings.Fields(line)
+		if len(f) == 2 && !strings.HasPrefix(f[0], "#") {
+			v, _ := strconv.ParseFloat(f[1], 64)
+			vals[f[0]] = v
+		}
+	}
+	per := func(k string) float64 { return vals[k] / float64(devices) / 1024 }
+	return fmt.Sprintf("per device: heap in use %.1f KiB, heap idle not released %.1f KiB, stacks %.1f KiB, %.1f goroutines",
+		per("go_memstats_heap_inuse_bytes"), (vals["go_memstats_heap_idle_bytes"]-vals["go_memstats_heap_released_bytes"])/float64(devices)/1024,
+		per("go_memstats_stack_inuse_bytes"), vals["go_goroutines"]/float64(devices))
 }
 
 func rate(r upResult) float64 { return float64(r.records) / r.took.Seconds() }
@@ -318,6 +340,9 @@ func (e env) rawPublish(ctx context.Context, conn *upstream.Conn, n int) (upResu
 		return upResult{}, err
 	}
 	body := []byte(`{"seq":1,"topic":"load/raw","ts":"2026-01-01T00:00:00Z","value":12.5,"unit":"bar"}`)
+	// Ids unique to this run: a run repeated within the duplicate window
+	// would otherwise be acknowledged as duplicates, stored nowhere.
+	runID := fmt.Sprintf("raw:%x:", time.Now().UnixNano())
 	cpu0, t0 := selfCPU(), time.Now()
 	inflight := make(chan jetstream.PubAckFuture, 256)
 	done := make(chan error, 1)
@@ -342,7 +367,7 @@ func (e env) rawPublish(ctx context.Context, conn *upstream.Conn, n int) (upResu
 	for i := range n {
 		m := nats.NewMsg("eddy.raw.load.raw")
 		m.Header.Set(upstream.HdrTs, time.Now().UTC().Format(time.RFC3339Nano))
-		m.Header.Set(jetstream.MsgIDHeader, "raw:"+strconv.Itoa(i))
+		m.Header.Set(jetstream.MsgIDHeader, runID+strconv.Itoa(i))
 		m.Data = body
 		f, err := js.PublishMsgAsync(m)
 		if err != nil {
@@ -789,6 +814,7 @@ func (e env) pullLive(ctx context.Context, conn *upstream.Conn, urls []string, n
 }
 
 func (e env) pullIdle(ctx context.Context, conn *upstream.Conn, urls []string, n int) (upResult, error) {
+	var mem string // the big collector's Go memory, from its /metrics
 	rssFor := func(name string, k int) (int64, error) {
 		s, err := e.startSim(name, k, 0)
 		if err != nil {
@@ -798,7 +824,7 @@ func (e env) pullIdle(ctx context.Context, conn *upstream.Conn, urls []string, n
 		// EDDY_UP_PPROF=ADDR: the collector serves pprof there; its
 		// heap and goroutine profiles are saved in the work directory.
 		debug := os.Getenv("EDDY_UP_PPROF")
-		cs, _, err := e.startCollectorsDebug(name, 1, urls, s, debug)
+		cs, ports, err := e.startCollectorsDebug(name, 1, urls, s, debug)
 		defer stopAll(cs)
 		if err != nil {
 			return 0, err
@@ -807,6 +833,7 @@ func (e env) pullIdle(ctx context.Context, conn *upstream.Conn, urls []string, n
 			return 0, err
 		}
 		_, rss := usageOf(cs)
+		mem = goMem(ports[0], k)
 		if debug != "" {
 			for _, prof := range []string{"heap?gc=1", "goroutine?debug=1", "allocs"} {
 				resp, err := http.Get("http://" + debug + "/debug/pprof/" + prof)
@@ -833,7 +860,7 @@ func (e env) pullIdle(ctx context.Context, conn *upstream.Conn, urls []string, n
 		return upResult{}, err
 	}
 	return upResult{name: fmt.Sprintf("pull %d idle devices, 1 collector", n), records: 0, took: time.Second, rss: big,
-		perDevice: (big - small) / int64(n-10), note: fmt.Sprintf("RSS per device: (RSS at %d - RSS at 10) / %d", n, n-10)}, nil
+		perDevice: (big - small) / int64(n-10), note: fmt.Sprintf("RSS per device: (RSS at %d - RSS at 10) / %d; at %d: %s", n, n-10, n, mem)}, nil
 }
 
 func (e env) pullCatchUp(ctx context.Context, conn *upstream.Conn, urls []string, n, rate int, away time.Duration) (upResult, error) {
