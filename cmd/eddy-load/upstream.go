@@ -495,12 +495,13 @@ func (e env) pushLive(ctx context.Context, conn *upstream.Conn, urls []string, r
 // resume over HTTP/3: records are computed from their seq, so a device
 // holds no log and hundreds fit in this process.
 type simDevices struct {
-	devs   []*simDevice
-	ticker *time.Ticker
-	stop   chan struct{}
-	wg     sync.WaitGroup
-	fp     string
-	rate   int
+	devs    []*simDevice
+	ticker  *time.Ticker
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	fp      string
+	rate    int
+	ticking chan struct{} // closed when the producing goroutine has stopped
 }
 
 type simDevice struct {
@@ -621,9 +622,11 @@ func (s *simDevices) beginAt(t0 time.Time) {
 	}
 	{
 		s.ticker = time.NewTicker(10 * time.Millisecond)
+		s.ticking = make(chan struct{})
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
+			defer close(s.ticking)
 			for {
 				select {
 				case <-s.stop:
@@ -640,12 +643,16 @@ func (s *simDevices) beginAt(t0 time.Time) {
 	}
 }
 
-// halt stops producing; the servers go on serving.
+// halt stops producing (total is final when it returns); the servers go
+// on serving.
 func (s *simDevices) halt() {
 	select {
 	case <-s.stop:
 	default:
 		close(s.stop)
+	}
+	if s.ticking != nil {
+		<-s.ticking
 	}
 }
 
