@@ -831,6 +831,19 @@ func (e env) pullIdle(ctx context.Context, conn *upstream.Conn, urls []string, n
 		// EDDY_UP_PPROF=ADDR: the collector serves pprof there; its
 		// heap and goroutine profiles are saved in the work directory.
 		debug := os.Getenv("EDDY_UP_PPROF")
+		// EDDY_UP_COLLECT_GOGC: the collector's GOGC (this process's own
+		// was read at its start and stays).
+		if g := os.Getenv("EDDY_UP_COLLECT_GOGC"); g != "" {
+			old, had := os.LookupEnv("GOGC")
+			os.Setenv("GOGC", g)
+			defer func() {
+				if had {
+					os.Setenv("GOGC", old)
+				} else {
+					os.Unsetenv("GOGC")
+				}
+			}()
+		}
 		cs, ports, err := e.startCollectorsDebug(name, 1, urls, s, debug)
 		defer stopAll(cs)
 		if err != nil {
