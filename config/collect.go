@@ -61,6 +61,11 @@ func LoadCollect(path string) (*Collect, error) {
 	return ParseCollect(path, data)
 }
 
+// CollectWindow is the default [nats] window of a collect.toml: 256
+// records per device (batches of up to 128), about 0.5 MiB per device
+// while it catches up, where push's 2000 would be about 4 MiB.
+const CollectWindow = 256
+
 // ParseCollect decodes and validates a collect.toml document; name is used
 // in error messages. Unknown keys and bad values are errors naming the
 // file, the line and the key.
@@ -70,6 +75,9 @@ func ParseCollect(name string, data []byte) (*Collect, error) {
 			LeaseTTL: Duration{6 * time.Second}, Idle: Duration{45 * time.Second}},
 		NATS: defaultNATS(),
 	}
+	// A collector holds a window per device: a smaller default bounds
+	// its memory when thousands of devices catch up at once.
+	c.NATS.Window = CollectWindow
 	pos, perr := indexPositions(data)
 	dec := toml.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()

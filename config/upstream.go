@@ -20,8 +20,8 @@ type NATS struct {
 	KeyFile    string   `toml:"key_file"`
 	Username   string   `toml:"username"`
 	Password   string   `toml:"password"`
-	Window     int      `toml:"window"`      // unacknowledged messages per device; default 256
-	AckTimeout Duration `toml:"ack_timeout"` // per message; default 5s
+	Window     int      `toml:"window"`      // messages per device not yet known stored; default 2000 (batches of up to half, at most 1000)
+	AckTimeout Duration `toml:"ack_timeout"` // per publish unit; default 5s
 }
 
 // Upstream is [upstream] in eddy.toml: eddy run forwards its ring log
@@ -35,7 +35,7 @@ type Upstream struct {
 func (u *Upstream) Enabled() bool { return len(u.Servers) > 0 }
 
 func defaultNATS() NATS {
-	return NATS{Stream: "EDDY", Replicas: 1, Window: 256, AckTimeout: Duration{5 * time.Second}}
+	return NATS{Stream: "EDDY", Replicas: 1, Window: 2000, AckTimeout: Duration{5 * time.Second}}
 }
 
 func defaultUpstream() Upstream { return Upstream{NATS: defaultNATS()} }

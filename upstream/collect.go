@@ -569,11 +569,8 @@ func (c *Collector) session(ctx context.Context, r *devRun, clients [2]*http.Cli
 		r.state.Connected.Store(true)
 		r.state.Protocol.Store(proto)
 		s := c.conn.NewSender(name, epoch, r.state.Stats)
-		if epoch == pos.Epoch {
-			s.known, s.acked = pos.StreamSeq, pos.Seq
-		} else {
-			s.known = pos.StreamSeq
-		}
+		defer s.Close()
+		s.resumeAt(pos)
 		r.state.Stats.AckedSeq.Store(s.acked)
 		// In a new epoch, ids up to the previous epoch's last were that
 		// epoch's: a gap the device announces below it is no loss.
@@ -696,8 +693,9 @@ type gapEvent struct {
 
 // read publishes the stream's events until it ends, goes idle, fails or
 // the lease may have passed on. A reader goroutine, owned and waited for
-// here, parses the body; this goroutine owns the Sender and settles its
-// acknowledgements as soon as the stream pauses.
+// here, parses the body; this goroutine owns the Sender, settles each
+// publish unit as soon as it is answered and starts the next with what
+// arrived meanwhile.
 func (c *Collector) read(ctx context.Context, r *devRun, s *Sender, floor uint64, body io.ReadCloser) error {
 	idle := time.AfterFunc(c.opt.Idle, func() { body.Close() })
 	defer idle.Stop()
@@ -722,8 +720,6 @@ func (c *Collector) read(ctx context.Context, r *devRun, s *Sender, floor uint64
 		for range events { // wait for the reader to end
 		}
 	}()
-	pause := time.NewTimer(time.Hour)
-	defer pause.Stop()
 	for {
 		select {
 		case ev, ok := <-events:
@@ -740,11 +736,8 @@ func (c *Collector) read(ctx context.Context, r *devRun, s *Sender, floor uint64
 			if err := c.handle(ctx, r, s, floor, ev); err != nil {
 				return err
 			}
-			if s.Outstanding() > 0 {
-				pause.Reset(10 * time.Millisecond)
-			}
-		case <-pause.C:
-			if err := s.Flush(ctx); err != nil {
+		case <-s.Ready():
+			if err := s.Poll(ctx); err != nil {
 				return err
 			}
 		case <-ctx.Done():

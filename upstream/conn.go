@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -42,11 +44,14 @@ type Options struct {
 	CredsFile, CAFile  string
 	CertFile, KeyFile  string
 	Username, Password string
-	Window             int           // unacknowledged messages per Sender; default 256
-	AckTimeout         time.Duration // per message; default 5s
-	RequestTimeout     time.Duration // one API attempt; default 2s
-	ReconnectWait      time.Duration // between reconnection attempts; default 500ms
-	Logger             *slog.Logger
+	// Window bounds the messages a Sender holds that are not known
+	// stored: the unit in flight (at most MaxBatch of them) and those
+	// queued behind it; default 2*MaxBatch.
+	Window         int
+	AckTimeout     time.Duration // per publish unit; default 5s
+	RequestTimeout time.Duration // one API attempt; default 2s
+	ReconnectWait  time.Duration // between reconnection attempts; default 500ms
+	Logger         *slog.Logger
 }
 
 func (o Options) withDefaults() Options {
@@ -60,7 +65,7 @@ func (o Options) withDefaults() Options {
 		o.Duplicates = max(o.Duplicates, MinDuplicates)
 	}
 	if o.Window <= 0 {
-		o.Window = 256
+		o.Window = 2 * MaxBatch
 	}
 	if o.AckTimeout <= 0 {
 		o.AckTimeout = 5 * time.Second
@@ -80,10 +85,17 @@ func (o Options) withDefaults() Options {
 // Conn is one NATS connection with its JetStream context and the stream.
 // It reconnects by itself for ever; Close ends it. Safe for concurrent use.
 type Conn struct {
-	opt Options
-	nc  *nats.Conn
-	js  jetstream.JetStream
-	log *slog.Logger
+	opt     Options
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	log     *slog.Logger
+	replies *replies
+	// atomic is whether the stream allows atomic batches (see
+	// EnsureStream); until it is known, and without them, a Sender
+	// publishes one message per unit.
+	atomic   atomic.Bool
+	warnedMu sync.Mutex
+	warned   bool
 }
 
 // Connect dials the servers. It does not wait for a server to answer: the
@@ -137,6 +149,10 @@ func Connect(o Options) (*Conn, error) {
 		return nil, fmt.Errorf("upstream: jetstream: %w", err)
 	}
 	c.nc, c.js = nc, js
+	if c.replies, err = newReplies(nc); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("upstream: reply subscription: %w", err)
+	}
 	return c, nil
 }
 
@@ -175,14 +191,24 @@ func (c *Conn) JetStream() jetstream.JetStream { return c.js }
 // succeeds, fails for good (permanent reports so), or ctx ends: until a
 // stream leader is elected, JetStream requests get no reply.
 func (c *Conn) attempt(ctx context.Context, what string, permanent func(error) bool, fn func(context.Context) error) error {
+	return c.attemptEach(ctx, what, c.opt.RequestTimeout, permanent, fn)
+}
+
+// attemptEach is attempt with each try bounded by timeout. It is the
+// package's one retry backoff: 50ms doubling up to 1s. A closed
+// connection ends it.
+func (c *Conn) attemptEach(ctx context.Context, what string, timeout time.Duration, permanent func(error) bool, fn func(context.Context) error) error {
 	wait := 50 * time.Millisecond
 	start, warned := time.Now(), time.Time{}
 	for {
-		actx, cancel := context.WithTimeout(ctx, c.opt.RequestTimeout)
+		actx, cancel := context.WithTimeout(ctx, timeout)
 		err := fn(actx)
 		cancel()
 		if err == nil || (permanent != nil && permanent(err)) {
 			return err
+		}
+		if c.nc.IsClosed() {
+			return fmt.Errorf("upstream: %s: %w (last error: %v)", what, nats.ErrConnectionClosed, err)
 		}
 		if ctx.Err() != nil {
 			return fmt.Errorf("upstream: %s: %w (last error: %v)", what, ctx.Err(), err)
@@ -220,6 +246,9 @@ func (c *Conn) EnsureStream(ctx context.Context) error {
 				Duplicates:  c.opt.Duplicates,
 				Retention:   jetstream.LimitsPolicy,
 				Discard:     jetstream.DiscardOld,
+				// Atomic batches: a Sender's unit of many records is
+				// stored whole or not at all (see Sender).
+				AllowAtomicPublish: true,
 			})
 			if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 				return err // created by another publisher meanwhile: look again
@@ -241,12 +270,40 @@ func (c *Conn) EnsureStream(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if info.Config.AllowAtomicPublish {
+		c.atomic.Store(true)
+	} else {
+		c.noAtomic("the stream does not allow atomic batches")
+	}
 	if info.Config.Duplicates < MinDuplicates {
 		c.log.Warn("upstream: the stream's duplicate window is short; eddy does not change it (republishing does not rely on it)",
 			"stream", c.opt.Stream, "duplicates", info.Config.Duplicates)
 	}
 	return nil
 }
+
+// noAtomic makes Senders publish one message per unit, and warns once.
+// An existing stream without AllowAtomicPublish is not changed (eddy
+// never changes a stream behind the operator's back) and not refused
+// either: single conditional publishes keep every guarantee, only slower
+// (one record per round trip per device), and refusing would stop a
+// fleet that upgraded eddy before the operator edited the stream, until
+// the devices' logs trim what never went upstream.
+func (c *Conn) noAtomic(why string) {
+	c.atomic.Store(false)
+	c.warnedMu.Lock()
+	defer c.warnedMu.Unlock()
+	if c.warned {
+		return
+	}
+	c.warned = true
+	c.log.Warn("upstream: "+why+"; publishing one record per round trip per device, which is much slower. "+
+		"Allow them with: nats stream edit "+c.opt.Stream+" --allow-batch (AllowAtomicPublish, nats-server 2.12 or later)",
+		"stream", c.opt.Stream)
+}
+
+// AtomicBatches reports whether Senders publish atomic batches.
+func (c *Conn) AtomicBatches() bool { return c.atomic.Load() }
 
 // coversEddy reports whether one of subjects matches every eddy.> subject.
 func coversEddy(subjects []string) bool {
@@ -362,4 +419,64 @@ func (c *Conn) scanAfter(ctx context.Context, device string, from uint64, limit 
 		}
 	}
 	return nil
+}
+
+// replies routes the answers to publish units, on one subscription per
+// connection (_INBOX.<id>.<n>), to the unit waiting for each. An entry
+// ends when its answer arrives or it expires, whichever comes first.
+type replies struct {
+	prefix string
+	sub    *nats.Subscription
+	mu     sync.Mutex // protects below
+	next   uint64
+	wait   map[string]*reply
+}
+
+// reply is one awaited answer: done is closed when msg is set, or with
+// msg nil when it expired or was cancelled.
+type reply struct {
+	subject string
+	done    chan struct{}
+	msg     *nats.Msg
+}
+
+func newReplies(nc *nats.Conn) (*replies, error) {
+	r := &replies{prefix: nc.NewInbox() + ".", wait: map[string]*reply{}}
+	sub, err := nc.Subscribe(r.prefix+"*", func(m *nats.Msg) { r.deliver(m.Subject, m) })
+	if err != nil {
+		return nil, err
+	}
+	r.sub = sub
+	return r, nil
+}
+
+func (r *replies) open() *reply {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.next++
+	rp := &reply{subject: r.prefix + strconv.FormatUint(r.next, 10), done: make(chan struct{})}
+	r.wait[rp.subject] = rp
+	return rp
+}
+
+func (r *replies) deliver(subject string, m *nats.Msg) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rp, ok := r.wait[subject]
+	if !ok {
+		return // late: expired or cancelled
+	}
+	delete(r.wait, subject)
+	rp.msg = m
+	close(rp.done)
+}
+
+// expire ends rp without an answer, unless it has one.
+func (r *replies) expire(rp *reply) { r.deliver(rp.subject, nil) }
+
+// cancel forgets rp; a late answer is dropped.
+func (r *replies) cancel(rp *reply) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.wait, rp.subject)
 }

@@ -14,22 +14,22 @@
 //     STREAM.MSG.GET API, never a replica) and continues after its
 //     Eddy-Seq when its Eddy-Epoch is the source's epoch, from the start
 //     of the source's log otherwise.
-//   - Order: records are published in seq order, asynchronously, with at
-//     most Options.Window acknowledgements outstanding; a Sender advances
-//     only on acknowledgements. When an acknowledgement fails or times out
-//     it waits for every outstanding one, asks the stream which of them it
-//     holds (the device's messages after the last known stream sequence,
-//     read from the leader) and republishes, in seq order and one at a
-//     time, only those it lacks, with their Nats-Msg-Id and on the
-//     condition (Nats-Expected-Last-Subject-Sequence on eddy.<device>.>)
-//     that the device's last message is still the one it knows: an
-//     original stored late, by a new leader after the scan, fails the
-//     condition and is found by the next scan. So a republish does not
-//     store twice, also when an outage outlasted the duplicate window. A record can
-//     land out of order only when the stream lost it while storing a later
-//     one (a leader failover between the two): it is then republished
-//     after it and counted in Stats.Reordered; consumers that need strict
-//     order sort by Eddy-Seq.
+//   - Order: every record of a device and epoch is stored in seq order.
+//     A Sender has at most one publish unit of its device in flight (a
+//     single message, or an atomic batch that the stream stores whole or
+//     not at all), conditional on the device's last stored message
+//     (Nats-Expected-Last-Subject-Sequence on eddy.<device>.>). A unit
+//     lost in a leader failover leaves no hole that a later one fills; a
+//     unit stored late (by a new leader, or arriving late from a dead
+//     publisher) finds the condition failed instead of storing twice,
+//     also past the duplicate window. On any failure a Sender reads the
+//     device's last message back from the leader and continues after it.
+//     Nats-Msg-Id is kept as defence in depth. See Sender.
+//   - Atomic batches need a stream with AllowAtomicPublish (eddy creates
+//     its stream so). An existing stream without it is neither changed
+//     nor refused: Senders publish one message per unit, with the same
+//     guarantees, and eddy warns once with the command that allows them
+//     (nats stream edit <stream> --allow-batch).
 //   - Subjects: eddy.<device>.<escaped topic levels> (see EscapeTopic),
 //     gaps on eddy.<device>._gap. Headers: Nats-Msg-Id
 //     <device>:<epoch>:<seq>, Eddy-Seq, Eddy-Epoch, Eddy-Ts, Eddy-Unit; the
@@ -38,8 +38,8 @@
 //     the configured replicas, a duplicate window of at least 2 minutes)
 //     and never changed when present; one whose subjects do not cover
 //     eddy.> is refused with ErrStreamSubjects.
-//   - Memory: a Sender holds at most Options.Window unacknowledged
-//     messages; an idle one holds none.
+//   - Memory: a Sender holds at most Options.Window messages not known
+//     stored; an idle one holds none.
 //
 // JetStream acknowledges a message when a quorum of replicas has it in
 // memory; only a cluster run with sync_interval: always has it on disk by

@@ -14,6 +14,7 @@ import (
 // upstream is back, push publishes one gap on eddy.<device>._gap for
 // them, counts it, and continues with the records the log still holds.
 func TestPushGap(t *testing.T) {
+	t.Cleanup(func() { checkNoLeaks(t) }) // runs last: after everything the test started is closed
 	if testing.Short() {
 		t.Skip("runs a JetStream node")
 	}

@@ -62,6 +62,7 @@ func hostile(t *testing.T, name string, fn http.HandlerFunc) Device {
 // nothing, and do not slow a good device; a new device list adds and
 // removes devices without touching the ones that stay.
 func TestCollectorIsolation(t *testing.T) {
+	t.Cleanup(func() { checkNoLeaks(t) }) // runs last: after everything the test started is closed
 	if testing.Short() {
 		t.Skip("runs a 3-node cluster")
 	}

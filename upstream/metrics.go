@@ -84,15 +84,15 @@ func NewMetrics(conn *Conn, views func() []DeviceView, leases func() int) *Metri
 	d("eddy_upstream_leases_held", "Device leases this collector holds (pull).")
 	d("eddy_upstream_lag_records", "Records the device has that JetStream has not acknowledged.", "device")
 	d("eddy_upstream_lag_seconds", "Age of the last acknowledged record while records wait (0 when caught up).", "device")
-	m.counters = []string{"published", "duplicates", "republished", "reordered", "gaps", "gap_records", "failures", "reconnects", "errors", "malformed"}
+	m.counters = []string{"published", "duplicates", "republished", "units", "gaps", "gap_records", "failures", "reconnects", "errors", "malformed"}
 	help := map[string]string{
 		"published":   "Records newly stored in the stream.",
 		"duplicates":  "Records JetStream acknowledged as duplicates of stored ones.",
-		"republished": "Records sent again after a failed or timed-out acknowledgement.",
-		"reordered":   "Records stored after a later record of the device (lost by the stream during a leader failover).",
+		"republished": "Records sent again after a failed or unanswered publish.",
+		"units":       "Publish units stored: single messages or atomic batches (published divided by units is the mean batch).",
 		"gaps":        "Gap messages stored (records trimmed before they went upstream).",
 		"gap_records": "Records the gap messages cover.",
-		"failures":    "Failed or timed-out acknowledgements.",
+		"failures":    "Publish units refused, failed or unanswered in time.",
 		"reconnects":  "Device stream reconnections (pull).",
 		"errors":      "Device sessions that ended in an error (pull).",
 		"malformed":   "Events from the device that were not valid readings (pull).",
@@ -140,7 +140,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 		s := v.stats
 		vals := map[string]uint64{
 			"published": s.Published.Load(), "duplicates": s.Duplicates.Load(), "republished": s.Republished.Load(),
-			"reordered": s.Reordered.Load(), "gaps": s.Gaps.Load(), "gap_records": s.GapRecords.Load(),
+			"units": s.Units.Load(), "gaps": s.Gaps.Load(), "gap_records": s.GapRecords.Load(),
 			"failures": s.Failures.Load(), "reconnects": v.Reconnects, "errors": v.errors, "malformed": v.malformed,
 		}
 		for _, n := range m.counters {

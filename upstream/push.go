@@ -120,6 +120,7 @@ func (p *Pusher) session(ctx context.Context) error {
 	epoch := p.src.Epoch()
 	reconnects := p.c.Reconnects()
 	s := p.c.NewSender(p.opt.Device, epoch, p.stats)
+	defer s.Close()
 	after, same, err := s.Resume(ctx)
 	if err != nil {
 		return err
@@ -169,12 +170,14 @@ func (p *Pusher) session(ctx context.Context) error {
 			same = true // from here on, after is this epoch's
 			continue
 		}
-		// Caught up: settle the window, then wait for the log.
-		if err := s.Flush(ctx); err != nil {
-			return err
-		}
+		// Caught up: wait for the log, settling the unit in flight
+		// (and starting the next) as soon as it is answered.
 		select {
 		case <-notify:
+		case <-s.Ready():
+			if err := s.Poll(ctx); err != nil {
+				return err
+			}
 		case <-idle.C: // notice reconnects and epoch changes while idle
 		case <-ctx.Done():
 			return ctx.Err()

@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 )
 
 // Header names of every message eddy publishes.
@@ -19,6 +21,30 @@ const (
 	HdrTs      = "Eddy-Ts"
 	HdrUnit    = "Eddy-Unit"
 	HdrGapFrom = "Eddy-Gap-From" // on gap messages: the first seq the gap covers
+)
+
+// JetStream's atomic batch headers (ADR-50; nats.go v1.56 has no API for
+// them) and the expected-last headers a unit's first message carries.
+const (
+	hdrBatchID     = "Nats-Batch-Id"
+	hdrBatchSeq    = "Nats-Batch-Sequence"
+	hdrBatchCommit = "Nats-Batch-Commit"
+)
+
+// MaxBatch is the most records one atomic batch holds: the server's
+// default limit (streamDefaultMaxAtomicBatchSize in nats-server v2.15).
+const MaxBatch = 1000
+
+// JetStream error codes a Sender acts on (nats-server's
+// jetstream_errors_generated.go).
+const (
+	errCodeWrongLastSeq      = 10071 // wrong last sequence: {seq}
+	errCodeWrongLastSeqConst = 10164 // wrong last sequence (a conflicting publish is in process)
+	errCodeAtomicDisabled    = 10174 // the stream does not allow atomic publish
+	errCodeIncompleteBatch   = 10176 // a batch message was lost, or the batch was refused before its commit
+	errCodeBatchTooLarge     = 10199 // more messages than the server's max_batch_size
+	errCodeBatchDuplicate    = 10201 // the batch holds a Nats-Msg-Id the stream has already stored
+	errCodeTooManyInflight   = 10210 // too many atomic batches open on the stream or server
 )
 
 // Message is one record to publish, or a gap.
@@ -36,41 +62,67 @@ type Message struct {
 // Stats are a Sender's counters; safe to read while it runs. One Stats may
 // be shared by the successive Senders of one device.
 type Stats struct {
-	Published   atomic.Uint64 // records newly stored (acknowledged, not duplicates)
-	Duplicates  atomic.Uint64 // acknowledged as duplicates of a stored message
-	Republished atomic.Uint64 // sent again after a failed or timed-out acknowledgement
-	Reordered   atomic.Uint64 // stored after a later record of the device (see package doc)
+	Published   atomic.Uint64 // records newly stored
+	Duplicates  atomic.Uint64 // publishes JetStream answered as duplicates of stored messages
+	Republished atomic.Uint64 // records sent again after a failed or unanswered publish
+	Units       atomic.Uint64 // publish units acknowledged (a single message or an atomic batch)
 	Gaps        atomic.Uint64 // gap messages stored
 	GapRecords  atomic.Uint64 // records the gaps cover
-	Failures    atomic.Uint64 // failed or timed-out acknowledgements
-	AckedSeq    atomic.Uint64 // Eddy-Seq of the last acknowledged message
+	Failures    atomic.Uint64 // publish units refused, failed or unanswered
+	AckedSeq    atomic.Uint64 // Eddy-Seq of the last stored message
 	AckedTime   atomic.Int64  // its Eddy-Ts, unix nanoseconds
-	// OnAck, when set before use, observes every acknowledged record:
-	// its Eddy-Ts and the time from its (last) publish to the ack.
+	// OnAck, when set before use, observes every stored record: its
+	// Eddy-Ts and the time from its (last) publish to the ack.
 	OnAck func(seq uint64, ts time.Time, publishToAck time.Duration)
 }
 
-// pending is one published, unacknowledged message.
+// pending is one message not yet known stored.
 type pending struct {
 	seq  uint64
 	ts   time.Time
 	gap  uint64 // records a gap message covers; 0 for a record
 	msg  *nats.Msg
-	fut  jetstream.PubAckFuture // nil when the publish itself failed
+	size int // subject, headers and body, roughly
 	sent time.Time
 }
 
-// Sender publishes one device's records of one epoch, in seq order, with
-// a bounded window of outstanding acknowledgements. It is used by one
-// goroutine at a time.
+// unit is the publish in flight: s.queue[:n], as one message or as one
+// atomic batch, answered on one reply subject.
+type unit struct {
+	n     int
+	r     *reply
+	timer *time.Timer
+	batch bool
+}
+
+// Sender publishes one device's records of one epoch, in seq order,
+// exactly once. It is used by one goroutine at a time.
+//
+// At most one publish unit is in flight: a single message when one record
+// waits, otherwise an atomic batch of up to MaxBatch records (and at most
+// the connection's max_payload bytes). The unit's first message carries
+// Nats-Expected-Last-Subject-Sequence (the stream sequence of the device's
+// last stored message, 0 for none) with
+// Nats-Expected-Last-Subject-Sequence-Subject eddy.<device>.>, so the
+// stream stores the unit only right after what this Sender knows is
+// stored, and stores all of it or nothing. On any failure (a refused
+// condition, no answer in time, no responders, a leader change, a lost
+// batch message) the Sender reads the device's last message back from the
+// stream leader, drops the records it holds, and publishes the rest again
+// under the new condition, with the package's retry backoff
+// (Conn.attemptEach). So the stream holds every record once, in seq
+// order, whatever was lost or answered late.
 type Sender struct {
 	c      *Conn
 	device string
 	epoch  string
+	filter string
 	stats  *Stats
-	pend   []*pending
+	queue  []*pending // not known stored, in seq order; the unit in flight is its head
+	u      *unit
 	known  uint64 // stream sequence of the device's last message known stored
-	acked  uint64 // Eddy-Seq of the last message known stored in this epoch
+	acked  uint64 // Eddy-Seq of this epoch's last message known stored
+	maxN   int    // records per unit: MaxBatch, less after the server refused a batch as too large
 }
 
 // NewSender returns a Sender for device's records of epoch. Call Resume
@@ -79,7 +131,7 @@ func (c *Conn) NewSender(device, epoch string, stats *Stats) *Sender {
 	if stats == nil {
 		stats = &Stats{}
 	}
-	return &Sender{c: c, device: device, epoch: epoch, stats: stats}
+	return &Sender{c: c, device: device, epoch: epoch, filter: DeviceFilter(device), stats: stats, maxN: min(MaxBatch, max(1, c.opt.Window/2))}
 }
 
 // Resume reads the device's last message in the stream and returns the
@@ -95,20 +147,32 @@ func (s *Sender) Resume(ctx context.Context) (after uint64, sameEpoch bool, err 
 	if err != nil {
 		return 0, false, fmt.Errorf("upstream: resume %s: %w", s.device, err)
 	}
-	s.known = p.StreamSeq
-	if p.Epoch != s.epoch {
-		s.acked = 0
-		return 0, false, nil
+	s.resumeAt(p)
+	return s.acked, p.Epoch == s.epoch, nil
+}
+
+// resumeAt starts the Sender after p, the device's last stored message.
+func (s *Sender) resumeAt(p Position) {
+	s.known, s.acked = p.StreamSeq, 0
+	if p.Epoch == s.epoch {
+		s.acked = p.Seq
 	}
-	s.acked = p.Seq
-	return p.Seq, true, nil
 }
 
 // Acked is the Eddy-Seq of this epoch's last message known stored.
 func (s *Sender) Acked() uint64 { return s.acked }
 
-// Outstanding is the number of unacknowledged messages.
-func (s *Sender) Outstanding() int { return len(s.pend) }
+// Outstanding is the number of messages not yet known stored.
+func (s *Sender) Outstanding() int { return len(s.queue) }
+
+// Ready is closed when the unit in flight is answered or times out (call
+// Poll then); nil when none is in flight.
+func (s *Sender) Ready() <-chan struct{} {
+	if s.u == nil {
+		return nil
+	}
+	return s.u.r.done
+}
 
 func (s *Sender) build(m *Message) *nats.Msg {
 	nm := nats.NewMsg("")
@@ -135,101 +199,256 @@ func (s *Sender) build(m *Message) *nats.Msg {
 	return nm
 }
 
-// Send publishes m, whose Seq must be above every Seq sent before. It
-// blocks while the window is full; when an acknowledgement fails it
-// recovers (see the package doc) before returning. It returns an error
-// only when ctx ends.
+// Send queues m, whose Seq must be above every Seq sent before, and
+// publishes it as soon as no unit is in flight. It blocks while
+// Options.Window messages wait; when a unit fails it recovers (see Sender)
+// before returning. It returns an error only when ctx ends or the
+// connection is closed.
 func (s *Sender) Send(ctx context.Context, m *Message) error {
-	if n := len(s.pend); n > 0 && m.Seq <= s.pend[n-1].seq || m.Seq <= s.acked {
+	if n := len(s.queue); n > 0 && m.Seq <= s.queue[n-1].seq || m.Seq <= s.acked {
 		return fmt.Errorf("upstream: send %s seq %d: not above the last sent", s.device, m.Seq)
 	}
 	p := &pending{seq: m.Seq, ts: m.Time, msg: s.build(m)}
 	if m.GapFrom > 0 {
 		p.gap = m.Seq - m.GapFrom + 1
 	}
-	s.publish(p)
-	s.pend = append(s.pend, p)
-	for len(s.pend) >= s.c.opt.Window {
-		if err := s.reapHead(ctx); err != nil {
+	p.size = len(p.msg.Subject) + len(p.msg.Data) + 160 // headers: ids, seq, epoch, ts, unit, batch
+	s.queue = append(s.queue, p)
+	if err := s.Poll(ctx); err != nil {
+		return err
+	}
+	for len(s.queue) >= s.c.opt.Window {
+		if err := s.step(ctx); err != nil {
 			return err
 		}
 	}
-	// Take what is already acknowledged, without waiting.
-	for len(s.pend) > 0 && s.pend[0].fut != nil {
+	return nil
+}
+
+// Poll settles the unit in flight if it is answered, and starts the next
+// when none is in flight. It blocks only to recover from a failure.
+func (s *Sender) Poll(ctx context.Context) error {
+	if s.u != nil {
 		select {
-		case ack := <-s.pend[0].fut.Ok():
-			s.acknowledged(s.pend[0], ack)
-			s.pend = s.pend[1:]
-			continue
+		case <-s.u.r.done:
 		default:
+			return nil
 		}
-		break
-	}
-	return nil
-}
-
-func (s *Sender) publish(p *pending) {
-	p.sent = time.Now()
-	// No client-side retries: nats.go retries a "no responders" answer
-	// per message on a timer, which reorders them; recover republishes
-	// in order instead.
-	fut, err := s.c.js.PublishMsgAsync(p.msg, jetstream.WithExpectStream(s.c.opt.Stream), jetstream.WithRetryAttempts(0))
-	if err != nil {
-		p.fut = nil
-		return
-	}
-	p.fut = fut
-}
-
-// Flush waits until every message sent is acknowledged (recovering on
-// failures) or ctx ends.
-func (s *Sender) Flush(ctx context.Context) error {
-	for len(s.pend) > 0 {
-		if err := s.reapHead(ctx); err != nil {
+		if err := s.settle(ctx); err != nil {
 			return err
 		}
 	}
+	if len(s.queue) > 0 && s.u == nil {
+		if err := s.start(); err != nil {
+			s.stats.Failures.Add(1)
+			return s.recover(ctx, err)
+		}
+	}
 	return nil
 }
 
-// reapHead waits for the oldest outstanding acknowledgement.
-func (s *Sender) reapHead(ctx context.Context) error {
-	p := s.pend[0]
-	if p.fut == nil {
-		return s.recover(ctx)
+// step waits for the unit in flight (starting one if none is) and settles it.
+func (s *Sender) step(ctx context.Context) error {
+	if s.u == nil {
+		if err := s.Poll(ctx); err != nil || s.u == nil {
+			return err
+		}
 	}
 	select {
-	case ack := <-p.fut.Ok():
-		s.acknowledged(p, ack)
-		s.pend[0] = nil
-		s.pend = s.pend[1:]
-		return nil
-	case <-p.fut.Err(): // delivered once: forget the future
-		p.fut = nil
-		return s.recover(ctx)
+	case <-s.u.r.done:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	return s.Poll(ctx)
 }
 
-func (s *Sender) acknowledged(p *pending, ack *jetstream.PubAck) {
-	s.known = max(s.known, ack.Sequence)
-	s.stored(p, ack.Duplicate)
+// Flush waits until every message sent is stored (recovering on failures)
+// or ctx ends.
+func (s *Sender) Flush(ctx context.Context) error {
+	for len(s.queue) > 0 {
+		if err := s.step(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-func (s *Sender) stored(p *pending, dup bool) {
+// Close abandons the unit in flight (its outcome is read back from the
+// stream by the next Sender). The Sender must not be used afterwards.
+func (s *Sender) Close() {
+	if s.u != nil {
+		s.drop()
+	}
+	s.queue = nil
+}
+
+func (s *Sender) drop() {
+	s.u.timer.Stop()
+	s.c.replies.cancel(s.u.r)
+	s.u = nil
+}
+
+// start publishes the head of the queue as one unit.
+func (s *Sender) start() error {
+	n, size := 0, 0
+	limit := int(s.c.nc.MaxPayload())
+	if limit <= 0 {
+		limit = 1 << 20
+	}
+	if s.c.atomic.Load() {
+		for n < len(s.queue) && n < s.maxN && (n == 0 || size+s.queue[n].size <= limit) {
+			size += s.queue[n].size
+			n++
+		}
+	} else {
+		n = 1
+	}
+	r := s.c.replies.open()
+	u := &unit{n: n, r: r, batch: n > 1}
+	u.timer = time.AfterFunc(s.c.opt.AckTimeout, func() { s.c.replies.expire(r) })
+	s.u = u
+	now := time.Now()
+	id := ""
+	if u.batch {
+		id = nuid.Next()
+	}
+	for i, p := range s.queue[:n] {
+		h := p.msg.Header
+		h.Del(jetstream.ExpectedStreamHeader)
+		h.Del(jetstream.ExpectedLastSubjSeqHeader)
+		h.Del(jetstream.ExpectedLastSubjSeqSubjHeader)
+		h.Del(hdrBatchID)
+		h.Del(hdrBatchSeq)
+		h.Del(hdrBatchCommit)
+		if i == 0 {
+			h.Set(jetstream.ExpectedStreamHeader, s.c.opt.Stream)
+			h.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(s.known, 10))
+			h.Set(jetstream.ExpectedLastSubjSeqSubjHeader, s.filter)
+		}
+		p.msg.Reply = ""
+		if u.batch {
+			h.Set(hdrBatchID, id)
+			h.Set(hdrBatchSeq, strconv.Itoa(i+1))
+		}
+		if i == n-1 {
+			// Only the commit asks for an answer: the server answers
+			// the others (with an empty message) only when they have
+			// a reply subject, and reports their failure in the
+			// commit's answer (an incomplete batch).
+			p.msg.Reply = r.subject
+			if u.batch {
+				h.Set(hdrBatchCommit, "1")
+			}
+		}
+		p.sent = now
+		if err := s.c.nc.PublishMsg(p.msg); err != nil {
+			s.drop()
+			return fmt.Errorf("upstream: publish %s: %w", s.device, err)
+		}
+	}
+	return nil
+}
+
+// pubAck is JetStream's answer to a publish or a batch commit.
+type pubAck struct {
+	Error *struct {
+		Code        int    `json:"code"`
+		ErrCode     int    `json:"err_code"`
+		Description string `json:"description"`
+	} `json:"error"`
+	Stream    string `json:"stream"`
+	Seq       uint64 `json:"seq"`
+	Duplicate bool   `json:"duplicate"`
+	Count     int    `json:"count"`
+}
+
+// apiError is a JetStream refusal.
+type apiError struct {
+	code int
+	desc string
+}
+
+func (e *apiError) Error() string { return fmt.Sprintf("JetStream: %s (%d)", e.desc, e.code) }
+
+var (
+	errAckTimeout   = errors.New("no acknowledgement in time")
+	errNoResponders = errors.New("no responders (no stream leader)")
+	errDuplicate    = errors.New("acknowledged as a duplicate")
+)
+
+// answer decodes the unit's reply.
+func answer(m *nats.Msg) (*pubAck, error) {
+	if m == nil {
+		return nil, errAckTimeout
+	}
+	if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
+		return nil, errNoResponders
+	}
+	var a pubAck
+	if err := json.Unmarshal(m.Data, &a); err != nil {
+		return nil, fmt.Errorf("bad acknowledgement %q: %w", m.Data, err)
+	}
+	if a.Error != nil {
+		return nil, &apiError{code: a.Error.ErrCode, desc: a.Error.Description}
+	}
+	if a.Duplicate {
+		return &a, errDuplicate
+	}
+	return &a, nil
+}
+
+// settle handles the answered (or timed-out) unit in flight.
+func (s *Sender) settle(ctx context.Context) error {
+	err := s.take()
+	if err == nil {
+		return nil
+	}
+	return s.recover(ctx, err)
+}
+
+// take applies the answer of the unit in flight: the records are stored,
+// or the error says why not (the unit is then over either way).
+func (s *Sender) take() error {
+	u := s.u
+	s.u = nil
+	u.timer.Stop()
+	ack, err := answer(u.r.msg)
+	if err != nil {
+		s.stats.Failures.Add(1)
+		if errors.Is(err, errDuplicate) {
+			s.stats.Duplicates.Add(1)
+		}
+		var ae *apiError
+		if errors.As(err, &ae) {
+			switch ae.code {
+			case errCodeBatchTooLarge:
+				s.maxN = max(1, u.n/2)
+			case errCodeAtomicDisabled:
+				s.c.noAtomic("the stream refused an atomic batch")
+			}
+		}
+		return err
+	}
+	s.known = ack.Seq
+	s.stats.Units.Add(1)
+	for i, p := range s.queue[:u.n] {
+		s.stored(p)
+		s.queue[i] = nil
+	}
+	s.queue = s.queue[u.n:]
+	return nil
+}
+
+func (s *Sender) stored(p *pending) {
 	s.acked = max(s.acked, p.seq)
 	s.stats.AckedSeq.Store(s.acked)
 	if !p.ts.IsZero() {
 		s.stats.AckedTime.Store(p.ts.UnixNano())
 	}
-	switch {
-	case dup:
-		s.stats.Duplicates.Add(1)
-	case p.gap > 0:
+	if p.gap > 0 {
 		s.stats.Gaps.Add(1)
 		s.stats.GapRecords.Add(p.gap)
-	default:
+	} else {
 		s.stats.Published.Add(1)
 	}
 	if s.stats.OnAck != nil && p.gap == 0 {
@@ -237,125 +456,73 @@ func (s *Sender) stored(p *pending, dup bool) {
 	}
 }
 
-// recover handles a failed or timed-out acknowledgement: it waits for the
-// connection and for every outstanding acknowledgement to settle, asks the
-// stream which of the outstanding messages it holds, and republishes the
-// others in seq order, until all are stored or ctx ends.
-func (s *Sender) recover(ctx context.Context) error {
-	wait := 100 * time.Millisecond
-	base := s.known // every outstanding message is stored after it, if at all
-	present := map[uint64]bool{}
-	var highest uint64
-	for round := 0; ; round++ {
-		s.stats.Failures.Add(1)
-		if round > 0 {
-			select {
-			case <-time.After(wait):
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-			wait = min(2*wait, 2*time.Second)
+// recover handles a failed unit: until one unit is stored (or nothing is
+// left to publish), it reads the device's last message back from the
+// stream leader, drops what the stream holds, and publishes the head of
+// the rest again under the new condition, with Conn.attemptEach's backoff
+// between tries ("too many inflight batches" included).
+func (s *Sender) recover(ctx context.Context, cause error) error {
+	s.c.log.Debug("upstream: publish failed; reading the stream back", "device", s.device, "epoch", s.epoch,
+		"from_seq", s.headSeq(), "outstanding", len(s.queue), "err", cause)
+	first := true
+	return s.c.attemptEach(ctx, "publish "+s.device, s.c.opt.AckTimeout+s.c.opt.RequestTimeout, nil, func(actx context.Context) error {
+		if !first {
+			s.stats.Failures.Add(1)
 		}
-		if err := s.waitConnected(ctx); err != nil {
+		first = false
+		if err := s.resync(actx); err != nil {
 			return err
 		}
-		// Settle: every future ends in an ack or an error (they time out).
-		for _, p := range s.pend {
-			if p.fut == nil {
-				continue
-			}
-			select {
-			case ack := <-p.fut.Ok():
-				s.known = max(s.known, ack.Sequence)
-				present[p.seq] = true
-				highest = max(highest, p.seq)
-			case <-p.fut.Err():
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-			p.fut = nil
-		}
-		// Ask the stream what else it holds after the last known message.
-		err := s.c.scanAfter(ctx, s.device, base, len(s.pend)+4*s.c.opt.Window, func(p Position) {
-			s.known = max(s.known, p.StreamSeq)
-			if p.Epoch == s.epoch {
-				present[p.Seq] = true
-				highest = max(highest, p.Seq)
-			}
-		})
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			continue
-		}
-		missing := s.pend[:0:0]
-		for _, p := range s.pend {
-			if present[p.seq] {
-				s.stored(p, false)
-				continue
-			}
-			if p.seq < highest {
-				s.stats.Reordered.Add(1)
-			}
-			missing = append(missing, p)
-		}
-		if len(missing) > 0 {
-			s.c.log.Warn("upstream: republishing unacknowledged records", "device", s.device, "epoch", s.epoch,
-				"from_seq", missing[0].seq, "records", len(missing))
-		}
-		// Republish one at a time, each on the condition that the
-		// device's last message in the stream is the one we know of: a
-		// late original (stored by a new leader after our scan) makes the
-		// condition fail, and the next round scans again instead of
-		// storing it twice.
-		s.pend = missing
-		ok := true
-		for len(s.pend) > 0 && ok {
-			p := s.pend[0]
-			s.stats.Republished.Add(1)
-			ack, err := s.publishAfter(ctx, p, s.known)
-			if err != nil {
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				s.c.log.Debug("upstream: conditional republish", "device", s.device, "seq", p.seq, "err", err)
-				ok = false
-				break
-			}
-			s.acknowledged(p, ack)
-			s.pend = s.pend[1:]
-		}
-		if ok {
+		if len(s.queue) == 0 {
 			return nil
 		}
-	}
-}
-
-// publishAfter publishes p on the condition that the device's last
-// message in the stream has stream sequence last, and waits for the ack.
-func (s *Sender) publishAfter(ctx context.Context, p *pending, last uint64) (*jetstream.PubAck, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.c.opt.AckTimeout)
-	defer cancel()
-	p.sent = time.Now()
-	p.msg.Header.Del(jetstream.ExpectedLastSubjSeqHeader)
-	p.msg.Header.Del(jetstream.ExpectedLastSubjSeqSubjHeader)
-	return s.c.js.PublishMsg(ctx, p.msg, jetstream.WithExpectStream(s.c.opt.Stream), jetstream.WithRetryAttempts(0),
-		jetstream.WithExpectLastSequenceForSubject(last, DeviceFilter(s.device)))
-}
-
-func (s *Sender) waitConnected(ctx context.Context) error {
-	t := time.NewTicker(50 * time.Millisecond)
-	defer t.Stop()
-	for !s.c.nc.IsConnected() {
-		if s.c.nc.IsClosed() {
-			return fmt.Errorf("upstream: %s: %w", s.device, nats.ErrConnectionClosed)
+		s.stats.Republished.Add(uint64(min(len(s.queue), s.maxN)))
+		if err := s.start(); err != nil {
+			return err
 		}
 		select {
-		case <-t.C:
-		case <-ctx.Done():
-			return ctx.Err()
+		case <-s.u.r.done:
+		case <-actx.Done():
+			s.drop()
+			return actx.Err()
 		}
+		return s.take()
+	})
+}
+
+// resync reads the device's last message from the stream leader and drops
+// the queued records it shows stored.
+func (s *Sender) resync(ctx context.Context) error {
+	p, err := s.c.LastPosition(ctx, s.device)
+	if errors.Is(err, ErrNotFound) {
+		s.known = 0
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	s.known = p.StreamSeq
+	if p.Epoch != s.epoch {
+		return nil
+	}
+	dropped := 0
+	for len(s.queue) > 0 && s.queue[0].seq <= p.Seq {
+		s.stored(s.queue[0])
+		s.queue[0] = nil
+		s.queue = s.queue[1:]
+		dropped++
+	}
+	s.acked = max(s.acked, p.Seq)
+	s.stats.AckedSeq.Store(s.acked)
+	if dropped > 0 {
+		s.c.log.Debug("upstream: stored before its acknowledgement was lost", "device", s.device, "records", dropped)
 	}
 	return nil
+}
+
+func (s *Sender) headSeq() uint64 {
+	if len(s.queue) == 0 {
+		return 0
+	}
+	return s.queue[0].seq
 }

@@ -23,6 +23,7 @@ package main
 // included), so compare them with each other; the collector's is its own.
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -30,6 +31,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -134,45 +136,92 @@ func (e env) upstream(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	n := 30000
+	// EDDY_UP_PHASES picks phases (comma-separated: raw, push, live,
+	// pull, pull100, idle, catchup); default all.
+	want := map[string]bool{}
+	for _, p := range strings.Split(os.Getenv("EDDY_UP_PHASES"), ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			want[p] = true
+		}
+	}
+	phase := func(name string) bool { return len(want) == 0 || want[name] }
+	runs := max(1, e.f.runs)
 	var rows []upResult
 	add := func(r upResult, err error) error {
 		if err != nil {
 			return err
 		}
 		rows = append(rows, r)
-		e.lg.Info("upstream", "phase", r.name, "records", r.records, "took", r.took)
+		e.lg.Info("upstream", "phase", r.name, "records", r.records, "took", r.took, "rate", float64(r.records)/r.took.Seconds(), "p99", r.p99)
 		return nil
 	}
-	if err := add(e.rawPublish(ctx, conn, n)); err != nil {
-		return err
+	// The rate phases run in turn, runs times each, so that the raw
+	// baseline and eddy's publishers see the same machine; the median
+	// run of each is reported, and compared with raw's median.
+	const n = 60000 // push's log: 10 minutes at 100 records/s
+	var raw, push, pull []upResult
+	for run := range runs {
+		if phase("raw") {
+			r, err := e.rawPublish(ctx, conn, n)
+			if err := add(r, err); err != nil {
+				return err
+			}
+			raw = append(raw, r)
+		}
+		if phase("push") {
+			r, err := e.pushCatchUp(ctx, conn, cl.urls, n, run)
+			if err := add(r, err); err != nil {
+				return err
+			}
+			push = append(push, r)
+		}
+		if phase("pull") {
+			// Offered more than the cluster takes on this box: pull's maximum.
+			r, err := e.pullLive(ctx, conn, cl.urls, fmt.Sprintf("max%d", run), 1, 100, 200, 8*time.Second)
+			if err := add(r, err); err != nil {
+				return err
+			}
+			pull = append(pull, r)
+		}
 	}
-	if err := add(e.pushCatchUp(ctx, conn, cl.urls, n)); err != nil {
-		return err
+	rows = rows[:0]
+	rawMed := medianRow(raw)
+	for i, set := range [][]upResult{raw, push, pull} {
+		if len(set) == 0 {
+			continue
+		}
+		m := medianRow(set)
+		m.note += fmt.Sprintf("; median of %d runs %s", len(set), ratesOf(set))
+		if rawMed.records > 0 && i > 0 {
+			m.note += fmt.Sprintf("; **%.2fx raw**", rate(m)/rate(rawMed))
+		}
+		rows = append(rows, m)
 	}
-	if err := add(e.pushLive(ctx, conn, cl.urls, 1000, 10*time.Second)); err != nil {
-		return err
-	}
-	// Offered more than the cluster takes on this box: pull's max rate.
-	if err := add(e.pullLive(ctx, conn, cl.urls, "max", 1, 100, 100, 15*time.Second)); err != nil {
-		return err
-	}
-	// A load the cluster sustains: latency, CPU and RSS.
-	for _, cols := range []int{1, 2} {
-		if err := add(e.pullLive(ctx, conn, cl.urls, fmt.Sprintf("c%d", cols), cols, 100, 20, 15*time.Second)); err != nil {
+	if phase("live") {
+		if err := add(e.pushLive(ctx, conn, cl.urls, 1000, 15*time.Second)); err != nil {
 			return err
 		}
 	}
-	if err := add(e.pullIdle(ctx, conn, cl.urls, 1000)); err != nil {
-		return err
+	if phase("pull100") {
+		for _, cols := range []int{1, 2} {
+			if err := add(e.pullLive(ctx, conn, cl.urls, fmt.Sprintf("c%d", cols), cols, 100, 100, 20*time.Second)); err != nil {
+				return err
+			}
+		}
 	}
-	if err := add(e.pullCatchUp(ctx, conn, cl.urls, 20, 10, 40*time.Second)); err != nil {
-		return err
+	if phase("idle") {
+		if err := add(e.pullIdle(ctx, conn, cl.urls, 1000)); err != nil {
+			return err
+		}
+	}
+	if phase("catchup") {
+		if err := add(e.pullCatchUp(ctx, conn, cl.urls, 100, 10, 10*time.Minute)); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintf(e.f.out, "\n## upstream: 3-node JetStream cluster in process, sync always, R3\n\n")
 	fmt.Fprintf(e.f.out, "| phase | records | records/s | CPU/record | p50 | p99 | RSS | note |\n|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
-		rate := float64(r.records) / r.took.Seconds()
 		rss := "–"
 		if r.rss > 0 {
 			rss = fmt.Sprintf("%.1f MiB", float64(r.rss)/(1<<20))
@@ -180,10 +229,52 @@ func (e env) upstream(ctx context.Context) error {
 		if r.perDevice > 0 {
 			rss += fmt.Sprintf(" (%.1f KiB/device)", float64(r.perDevice)/1024)
 		}
-		fmt.Fprintf(e.f.out, "| %s | %d | %.0f | %s | %s | %s | %s | %s |\n", r.name, r.records, rate,
+		fmt.Fprintf(e.f.out, "| %s | %d | %.0f | %s | %s | %s | %s | %s |\n", r.name, r.records, rate(r),
 			r.cpu.Round(100*time.Nanosecond), r.p50.Round(100*time.Microsecond), r.p99.Round(100*time.Microsecond), rss, r.note)
 	}
 	return nil
+}
+
+// goMem summarizes a collector's Go memory from its /metrics, per device.
+func goMem(port, devices int) string {
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	vals := map[string]float64{}
+	for line := range strings.Lines(string(b)) {
+		f := strings.Fields(line)
+		if len(f) == 2 && !strings.HasPrefix(f[0], "#") {
+			v, _ := strconv.ParseFloat(f[1], 64)
+			vals[f[0]] = v
+		}
+	}
+	per := func(k string) float64 { return vals[k] / float64(devices) / 1024 }
+	return fmt.Sprintf("per device: heap in use %.1f KiB, heap idle not released %.1f KiB, stacks %.1f KiB, %.1f goroutines",
+		per("go_memstats_heap_inuse_bytes"), (vals["go_memstats_heap_idle_bytes"]-vals["go_memstats_heap_released_bytes"])/float64(devices)/1024,
+		per("go_memstats_stack_inuse_bytes"), vals["go_goroutines"]/float64(devices))
+}
+
+func rate(r upResult) float64 { return float64(r.records) / r.took.Seconds() }
+
+// medianRow is the run with the median rate.
+func medianRow(rs []upResult) upResult {
+	if len(rs) == 0 {
+		return upResult{}
+	}
+	s := slices.Clone(rs)
+	slices.SortFunc(s, func(a, b upResult) int { return cmp.Compare(rate(a), rate(b)) })
+	return s[len(s)/2]
+}
+
+func ratesOf(rs []upResult) string {
+	var parts []string
+	for _, r := range rs {
+		parts = append(parts, fmt.Sprintf("%.0f", rate(r)))
+	}
+	return "(" + strings.Join(parts, ", ") + "/s)"
 }
 
 // streamSeq is the stream's last sequence now.
@@ -249,6 +340,9 @@ func (e env) rawPublish(ctx context.Context, conn *upstream.Conn, n int) (upResu
 		return upResult{}, err
 	}
 	body := []byte(`{"seq":1,"topic":"load/raw","ts":"2026-01-01T00:00:00Z","value":12.5,"unit":"bar"}`)
+	// Ids unique to this run: a run repeated within the duplicate window
+	// would otherwise be acknowledged as duplicates, stored nowhere.
+	runID := fmt.Sprintf("raw:%x:", time.Now().UnixNano())
 	cpu0, t0 := selfCPU(), time.Now()
 	inflight := make(chan jetstream.PubAckFuture, 256)
 	done := make(chan error, 1)
@@ -273,7 +367,7 @@ func (e env) rawPublish(ctx context.Context, conn *upstream.Conn, n int) (upResu
 	for i := range n {
 		m := nats.NewMsg("eddy.raw.load.raw")
 		m.Header.Set(upstream.HdrTs, time.Now().UTC().Format(time.RFC3339Nano))
-		m.Header.Set(jetstream.MsgIDHeader, "raw:"+strconv.Itoa(i))
+		m.Header.Set(jetstream.MsgIDHeader, runID+strconv.Itoa(i))
 		m.Data = body
 		f, err := js.PublishMsgAsync(m)
 		if err != nil {
@@ -308,8 +402,9 @@ func fillLog(dir string, n int) (*ringlog.Log, error) {
 	return l, nil
 }
 
-func (e env) pushCatchUp(ctx context.Context, conn *upstream.Conn, urls []string, n int) (upResult, error) {
-	l, err := fillLog(filepath.Join(e.dir, "push-catchup"), n)
+func (e env) pushCatchUp(ctx context.Context, conn *upstream.Conn, urls []string, n, run int) (upResult, error) {
+	dev := fmt.Sprintf("push-catchup-%d", run)
+	l, err := fillLog(filepath.Join(e.dir, dev), n)
 	if err != nil {
 		return upResult{}, err
 	}
@@ -323,7 +418,7 @@ func (e env) pushCatchUp(ctx context.Context, conn *upstream.Conn, urls []string
 		return upResult{}, err
 	}
 	defer pc.Close()
-	p, err := upstream.NewPusher(pc, l, upstream.PushOptions{Device: "push-catchup"})
+	p, err := upstream.NewPusher(pc, l, upstream.PushOptions{Device: dev})
 	if err != nil {
 		return upResult{}, err
 	}
@@ -340,9 +435,9 @@ func (e env) pushCatchUp(ctx context.Context, conn *upstream.Conn, urls []string
 	if err != nil {
 		return upResult{}, err
 	}
-	_, p50, p99, err := jsLatencies(ctx, conn, []string{"eddy.push-catchup.>"}, from, uint64(n))
-	return upResult{name: "push max rate = catch-up (log pre-filled)", records: uint64(n), took: took, cpu: cpu / time.Duration(n),
-		p50: p50, p99: p99, note: "window 256; latency includes the backlog; CPU: whole process"}, err
+	_, p50, p99, err := jsLatencies(ctx, conn, []string{upstream.DeviceFilter(dev)}, from, uint64(n))
+	return upResult{name: "push max rate = catch-up (log pre-filled: 10 min at 100/s)", records: uint64(n), took: took, cpu: cpu / time.Duration(n),
+		p50: p50, p99: p99, note: fmt.Sprintf("mean batch %.0f; latency includes the backlog; CPU: whole process", float64(p.Stats().Published.Load())/float64(max(1, p.Stats().Units.Load())))}, err
 }
 
 func (e env) pushLive(ctx context.Context, conn *upstream.Conn, urls []string, rate int, d time.Duration) (upResult, error) {
@@ -400,12 +495,13 @@ func (e env) pushLive(ctx context.Context, conn *upstream.Conn, urls []string, r
 // resume over HTTP/3: records are computed from their seq, so a device
 // holds no log and hundreds fit in this process.
 type simDevices struct {
-	devs   []*simDevice
-	ticker *time.Ticker
-	stop   chan struct{}
-	wg     sync.WaitGroup
-	fp     string
-	rate   int
+	devs    []*simDevice
+	ticker  *time.Ticker
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	fp      string
+	rate    int
+	ticking chan struct{} // closed when the producing goroutine has stopped
 }
 
 type simDevice struct {
@@ -511,19 +607,26 @@ func (e env) startSim(prefix string, n, rate int) (*simDevices, error) {
 }
 
 // begin starts producing: every device's records are stamped from now.
-func (s *simDevices) begin() {
+func (s *simDevices) begin() { s.beginAt(time.Now()) }
+
+// beginAt starts producing as if from t0: a t0 in the past is a backlog.
+func (s *simDevices) beginAt(t0 time.Time) {
 	if s.rate == 0 {
 		return
 	}
-	t0 := time.Now()
 	for _, d := range s.devs {
 		d.t0 = t0
+		if to := uint64(time.Since(t0) / d.interval); to > 0 {
+			d.advance(to)
+		}
 	}
 	{
 		s.ticker = time.NewTicker(10 * time.Millisecond)
+		s.ticking = make(chan struct{})
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
+			defer close(s.ticking)
 			for {
 				select {
 				case <-s.stop:
@@ -540,12 +643,16 @@ func (s *simDevices) begin() {
 	}
 }
 
-// halt stops producing; the servers go on serving.
+// halt stops producing (total is final when it returns); the servers go
+// on serving.
 func (s *simDevices) halt() {
 	select {
 	case <-s.stop:
 	default:
 		close(s.stop)
+	}
+	if s.ticking != nil {
+		<-s.ticking
 	}
 }
 
@@ -568,6 +675,12 @@ func (s *simDevices) close() {
 
 // startCollectors starts k `eddy collect` children following the devices.
 func (e env) startCollectors(name string, k int, urls []string, s *simDevices) ([]*child, []int, error) {
+	return e.startCollectorsDebug(name, k, urls, s, "")
+}
+
+// startCollectorsDebug is startCollectors with the first collector
+// serving pprof on debug (when not empty).
+func (e env) startCollectorsDebug(name string, k int, urls []string, s *simDevices, debug string) ([]*child, []int, error) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "[nats]\nservers = [")
 	for i, u := range urls {
@@ -593,7 +706,11 @@ func (e env) startCollectors(name string, k int, urls []string, s *simDevices) (
 		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 			return out, ports, err
 		}
-		c, err := startChild("eddy collect", filepath.Join(e.dir, fmt.Sprintf("collect-%s-%d.log", name, i)), e.bin, "collect", "--config", path)
+		args := []string{e.bin, "collect", "--config", path}
+		if i == 0 && debug != "" {
+			args = append(args, "--debug-listen", debug)
+		}
+		c, err := startChild("eddy collect", filepath.Join(e.dir, fmt.Sprintf("collect-%s-%d.log", name, i)), args...)
 		if err != nil {
 			return out, ports, err
 		}
@@ -704,13 +821,30 @@ func (e env) pullLive(ctx context.Context, conn *upstream.Conn, urls []string, n
 }
 
 func (e env) pullIdle(ctx context.Context, conn *upstream.Conn, urls []string, n int) (upResult, error) {
+	var mem string // the big collector's Go memory, from its /metrics
 	rssFor := func(name string, k int) (int64, error) {
 		s, err := e.startSim(name, k, 0)
 		if err != nil {
 			return 0, err
 		}
 		defer s.close()
-		cs, _, err := e.startCollectors(name, 1, urls, s)
+		// EDDY_UP_PPROF=ADDR: the collector serves pprof there; its
+		// heap and goroutine profiles are saved in the work directory.
+		debug := os.Getenv("EDDY_UP_PPROF")
+		// EDDY_UP_COLLECT_GOGC: the collector's GOGC (this process's own
+		// was read at its start and stays).
+		if g := os.Getenv("EDDY_UP_COLLECT_GOGC"); g != "" {
+			old, had := os.LookupEnv("GOGC")
+			os.Setenv("GOGC", g)
+			defer func() {
+				if had {
+					os.Setenv("GOGC", old)
+				} else {
+					os.Unsetenv("GOGC")
+				}
+			}()
+		}
+		cs, ports, err := e.startCollectorsDebug(name, 1, urls, s, debug)
 		defer stopAll(cs)
 		if err != nil {
 			return 0, err
@@ -719,6 +853,22 @@ func (e env) pullIdle(ctx context.Context, conn *upstream.Conn, urls []string, n
 			return 0, err
 		}
 		_, rss := usageOf(cs)
+		mem = goMem(ports[0], k)
+		if debug != "" {
+			for _, prof := range []string{"heap?gc=1", "goroutine?debug=1", "allocs"} {
+				resp, err := http.Get("http://" + debug + "/debug/pprof/" + prof)
+				if err != nil {
+					return 0, err
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				file := filepath.Join(e.dir, fmt.Sprintf("%s-%s.pprof", name, strings.Split(prof, "?")[0]))
+				if err := os.WriteFile(file, b, 0o644); err != nil {
+					return 0, err
+				}
+				e.lg.Info("upstream: profile saved", "file", file)
+			}
+		}
 		return rss, nil
 	}
 	small, err := rssFor("idle10", 10)
@@ -730,7 +880,7 @@ func (e env) pullIdle(ctx context.Context, conn *upstream.Conn, urls []string, n
 		return upResult{}, err
 	}
 	return upResult{name: fmt.Sprintf("pull %d idle devices, 1 collector", n), records: 0, took: time.Second, rss: big,
-		perDevice: (big - small) / int64(n-10), note: fmt.Sprintf("RSS per device: (RSS at %d - RSS at 10) / %d", n, n-10)}, nil
+		perDevice: (big - small) / int64(n-10), note: fmt.Sprintf("RSS per device: (RSS at %d - RSS at 10) / %d; at %d: %s", n, n-10, n, mem)}, nil
 }
 
 func (e env) pullCatchUp(ctx context.Context, conn *upstream.Conn, urls []string, n, rate int, away time.Duration) (upResult, error) {
@@ -743,26 +893,29 @@ func (e env) pullCatchUp(ctx context.Context, conn *upstream.Conn, urls []string
 	if err != nil {
 		return upResult{}, err
 	}
-	s.begin()
-	if err := sleepCtx(ctx, away); err != nil { // the collector is away; the devices record
-		return upResult{}, err
-	}
-	s.halt()
-	want := s.total()
+	// The collector was away for away while the devices recorded: they
+	// begin with that backlog (records stamped over the past away) and
+	// go on recording live meanwhile.
+	s.beginAt(time.Now().Add(-away))
+	backlog := s.total()
 	cs, _, err := e.startCollectors("catchup", 1, urls, s)
 	defer stopAll(cs)
 	if err != nil {
 		return upResult{}, err
 	}
 	t0 := time.Now()
-	err = waitFor(ctx, 5*time.Minute, "pull catch-up", func() bool { return storedSince(ctx, conn, from) >= want })
+	var stored uint64
+	err = waitFor(ctx, 10*time.Minute, "pull catch-up", func() bool {
+		stored = storedSince(ctx, conn, from)
+		return stored >= s.total()
+	})
 	took := time.Since(t0)
 	cpu, rss := usageOf(cs)
 	if err != nil {
 		return upResult{}, err
 	}
 	live := float64(n * rate)
-	return upResult{name: fmt.Sprintf("pull catch-up: %d devices, %s away", n, away), records: want, took: took,
-		cpu: cpu / time.Duration(max(want, 1)), rss: rss,
-		note: fmt.Sprintf("live rate %.0f/s: catch-up %.1fx live (includes connecting)", live, float64(want)/took.Seconds()/live)}, nil
+	return upResult{name: fmt.Sprintf("pull catch-up: %d devices x %d/s, collector away %s", n, rate, away), records: stored, took: took,
+		cpu: cpu / time.Duration(max(stored, 1)), rss: rss,
+		note: fmt.Sprintf("backlog %d records, live %.0f/s on top: catch-up **%.1fx live** (includes connecting)", backlog, live, float64(stored)/took.Seconds()/live)}, nil
 }

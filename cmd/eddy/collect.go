@@ -33,6 +33,7 @@ device list; /metrics and /healthz are served on [collector] listen.`
 func collectCmd(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("collect", stderr)
 	path := fs.String("config", "/etc/eddy/collect.toml", "collect.toml")
+	debug := fs.String("debug-listen", "", "serve Go's pprof profiles on this `ADDR` (plain HTTP, no auth: use loopback)")
 	pos, err := parseFlags(fs, "collect", collectNotes, args, stdout, stderr)
 	if err != nil {
 		return flagsExit(err)
@@ -46,6 +47,14 @@ func collectCmd(args []string, stdout, stderr io.Writer) int {
 		return exitConfig
 	}
 	logger := newLogger(stderr)
+	if *debug != "" {
+		stopDebug, err := serveDebug(*debug, logger)
+		if err != nil {
+			fmt.Fprintln(stderr, "eddy:", err)
+			return exitConfig
+		}
+		defer stopDebug()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	hup := make(chan os.Signal, 1)
