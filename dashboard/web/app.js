@@ -1,6 +1,6 @@
-// eddy dashboard. No framework, no build step. Events are queued as they
-// arrive and applied once per animation frame; the DOM and canvases are
-// written at most once per frame per visible tile.
+// eddy dashboard. No framework, no build step. Readings are applied to
+// the model as they arrive; animation frames draw, a few tiles in view at
+// a time, writing the DOM only where it changed.
 'use strict';
 (function () {
   const $ = (s) => document.querySelector(s);
@@ -87,6 +87,11 @@
       s = new S(topic);
       series.set(topic, s);
       makeTile(s);
+      // Many more series than when the stream began: ask for a lower
+      // rate (a new stream, resuming exactly where this one is).
+      if (es && RATE > 0 && !params.has('rate') && rateFor(series.size) < RATE / 1.5 && !rerateTimer) {
+        rerateTimer = setTimeout(() => { rerateTimer = 0; connect(); }, 2000);
+      }
     }
     return s;
   }
@@ -290,7 +295,7 @@
         if (n === TILES_PER_FRAME) { more = true; rr = (rr + k) % list.length; break; }
         let changed = s.dirty ? renderTile(s, now) : s.ageRound !== ageRound ? renderAge(s, now) : false;
         s.ageRound = ageRound;
-        if (spark) { s.sparkAt = t0; changed = drawSpark(s) || changed; }
+        if (spark) { if (s.n >= 2) s.sparkAt = t0; changed = drawSpark(s) || changed; } // the first line at once
         if (changed) n++;
       }
       if (!more) rr = 0;
@@ -411,7 +416,7 @@
   // because the rate is chosen for the screen (rateFor: at most 300
   // readings a second); at 800 a second a fetch reader had measured
   // fewer long tasks (BENCHMARKS.md).
-  let es = null, retryTimer = 0;
+  let es = null, retryTimer = 0, rerateTimer = 0;
   function connect() {
     clearTimeout(retryTimer);
     if (es) es.close();
