@@ -597,6 +597,14 @@ func TestDashboardScreens(t *testing.T) {
 				eval[bool](t, b, `document.querySelector('#device').open = true, true`)
 				waitFor(t, b, 6*time.Second, "the device panel", `/eddy-dash-test: connected, 1,234 published, 5 records behind/.test(document.querySelector('#status').textContent)`)
 				b.screenshot(t, "chart-"+name)
+				if sz[0] == 1366 && !dark {
+					// The whole page in view at once, for README
+					// (docs/dashboard.png).
+					h := eval[int](t, b, `document.documentElement.scrollHeight`)
+					b.do(t, 10*time.Second, chromedp.EmulateViewport(1366, int64(h)))
+					waitFor(t, b, 5*time.Second, "every tile drawn", `[...document.querySelectorAll('#tiles li')].every(li => li.querySelector('.val').classList.contains('text') || /^M/.test(li.querySelector('.spark path').getAttribute('d') || ''))`)
+					b.screenshot(t, "page-1366-light")
+				}
 				if sz[0] == 390 {
 					if w := eval[int](t, b, `document.documentElement.scrollWidth`); w > 390 {
 						t.Errorf("page is %d px wide on a 390 px phone: it scrolls sideways", w)
