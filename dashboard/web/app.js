@@ -413,9 +413,12 @@
   // this page has (no gap, no duplicate). The first connection resumes
   // after what /api/series gave (lastEventID; the header wins on the
   // browser's reconnects). One DOM event per reading is affordable
-  // because the rate is chosen for the screen (rateFor: at most 300
-  // readings a second); at 800 a second a fetch reader had measured
-  // fewer long tasks (BENCHMARKS.md).
+  // because the rate is chosen for the screen (rateFor: at most 200
+  // readings a second): with 200 series at 10 Hz, 4x CPU throttling, both
+  // this and a fetch reader met the frame targets (60 s each: no long
+  // task, p99 16.8 ms; BENCHMARKS.md). At 800 a second, before the rate
+  // was chosen from the series count, the fetch reader had fewer long
+  // tasks; the frames' own cost was the larger problem then.
   let es = null, retryTimer = 0, rerateTimer = 0;
   function connect() {
     clearTimeout(retryTimer);
