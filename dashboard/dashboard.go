@@ -16,11 +16,12 @@
 //     every load. The whole first load is under 150 KB on the wire (the
 //     tests measure it).
 //   - The page follows /events?mode=downsample with a rate chosen for the
-//     screen (read with fetch, resumed with Last-Event-ID), applies what
-//     arrived in batches, and paints in animation frames at most every
-//     250 ms (up to 750 ms while the device shows long tasks), writing
-//     only the visible tiles that changed: a slow phone shows the latest
-//     values rather than falling behind.
+//     screen and the number of series (an EventSource, resumed by the
+//     browser with Last-Event-ID), and draws in rounds at most every
+//     250 ms (up to 750 ms while the device shows long tasks), each round
+//     spread over animation frames of at most two tiles in view that
+//     changed, the chart in a frame of its own: a slow phone shows the
+//     latest values rather than falling behind, and keeps its frame rate.
 package dashboard
 
 import (

@@ -1,20 +1,20 @@
-// eddy dashboard. No framework, no build step. Events are queued as they
-// arrive and applied once per animation frame; the DOM and canvases are
-// written at most once per frame per visible tile.
+// eddy dashboard. No framework, no build step. Readings are applied to
+// the model as they arrive; animation frames draw, a few tiles in view at
+// a time, writing the DOM only where it changed.
 'use strict';
 (function () {
   const $ = (s) => document.querySelector(s);
   const SPARK_N = 120;          // points kept per sparkline
   const SPARK_WINDOW = 300;     // seconds of history backfilled into sparklines
   const narrow = matchMedia('(max-width: 600px)').matches;
-  // Per-topic event rate asked of the server: what a person can read, and
-  // what a phone can draw. Tests may set ?rate= on the page.
+  // Per-topic event rate asked of the server (rateFor): what a person can
+  // read, and what the screen can draw. Tests may set ?rate= on the page.
   const params = new URLSearchParams(location.search);
-  const RATE = params.has('rate') ? Number(params.get('rate')) : (narrow ? 2 : 4);
+  let RATE = 0;
   const FAV_KEY = 'eddy.favourites';
 
   const series = new Map();   // topic -> S
-  let queue = [];             // raw event data, applied at the next frame
+  let arrived = false;        // readings applied since the last schedule()
   let frameQueued = false;
   let paused = false;
   let lastSeq = 0;            // highest seq applied: the resume point
@@ -69,8 +69,8 @@
       this.st = new Float64Array(SPARK_N); this.sv = new Float64Array(SPARK_N);
       this.n = 0; this.head = 0;   // ring of sparkline points
       this.interval = 0;           // smoothed seconds between readings
-      this.dirty = true; this.sparkDirty = true; this.visible = false;
-      this.ageText = ''; this.stale = false; this.sparkAt = -1e9;
+      this.dirty = true; this.sparkDirty = true;
+      this.ageText = ''; this.stale = false; this.sparkAt = -1e9; this.sparkD = ''; this.ageRound = -1;
       this.el = null;
     }
     push(t, v) {
@@ -87,33 +87,42 @@
       s = new S(topic);
       series.set(topic, s);
       makeTile(s);
+      // Many more series than when the stream began: ask for a lower
+      // rate (a new stream, resuming exactly where this one is).
+      if (es && RATE > 0 && !params.has('rate') && rateFor(series.size) < RATE / 1.5 && !rerateTimer) {
+        rerateTimer = setTimeout(() => { rerateTimer = 0; connect(); }, 2000);
+      }
     }
     return s;
   }
 
-  const io = new IntersectionObserver((entries) => {
-    for (const e of entries) {
-      const s = e.target._s;
-      s.visible = e.isIntersecting;
-      if (s.visible) schedule();
-    }
-  });
-  const ro = new ResizeObserver((entries) => {
-    for (const e of entries) {
-      const s = e.target.closest('.tile')._s;
-      s.cw = Math.round(e.contentRect.width); s.ch = Math.round(e.contentRect.height);
-      s.sparkDirty = true;
-    }
-    schedule();
-  });
-
+  // Which tiles are drawn: those in the viewport, from the grid's
+  // geometry (every tile has the same height), read at the start of a
+  // frame when layout is clean. (An IntersectionObserver over 200 tiles
+  // cost a share of every frame, and content-visibility's own event
+  // counts tiles half a screen away as visible.)
+  let shown = null; // the tiles the filter lets through, in grid order; null: recount
+  function visibleTiles() {
+    if (!shown) shown = Array.prototype.filter.call(tilesEl.children, (li) => !li.hidden).map((li) => li._s);
+    if (!shown.length) return shown;
+    const r = tilesEl.getBoundingClientRect();
+    const first = shown[0].el.li;
+    const gap = parseFloat(getComputedStyle(tilesEl).rowGap) || 0;
+    const w = first.offsetWidth + gap, h = first.offsetHeight + gap;
+    if (!w || !h) return [];
+    const cols = Math.max(1, Math.round((r.width + gap) / w));
+    const top = Math.max(0, Math.floor(-r.top / h)), bottom = Math.max(0, Math.ceil((innerHeight - r.top) / h));
+    return shown.slice(top * cols, bottom * cols);
+  }
+  addEventListener('scroll', () => schedule(), { passive: true });
+  addEventListener('resize', () => schedule());
   function makeTile(s) {
     const li = tpl.content.firstElementChild.cloneNode(true);
     li._s = s;
     s.el = {
       li, name: li.querySelector('.name'), fav: li.querySelector('.fav'), val: li.querySelector('.val'),
       num: li.querySelector('.num'), unit: li.querySelector('.unit'), age: li.querySelector('.age'),
-      spark: li.querySelector('.spark'),
+      spark: li.querySelector('.spark path'),
     };
     // The last level, which tells tiles apart, first and large; the path
     // above it below, small. (The DOM keeps the topic's order, so the
@@ -130,8 +139,6 @@
     setFav(s);
     li.hidden = !filterFn(s.topic);
     insertSorted(s);
-    io.observe(li);
-    ro.observe(s.el.spark);
     $('#empty').hidden = true;
     updateCount();
   }
@@ -156,6 +163,7 @@
       if (before(kids[mid]._s.topic, s.topic)) lo = mid + 1; else hi = mid;
     }
     tilesEl.insertBefore(s.el.li, kids[lo] || null);
+    shown = null;
   }
   function toggleFav(topic) {
     if (favs.has(topic)) favs.delete(topic); else favs.add(topic);
@@ -192,7 +200,9 @@
     filterTimer = setTimeout(() => {
       filterFn = compileFilter(e.target.value);
       for (const s of series.values()) s.el.li.hidden = !filterFn(s.topic);
+      shown = null;
       updateCount();
+      schedule();
     }, 80);
   });
   function updateCount() {
@@ -202,6 +212,14 @@
   }
 
   // ---- applying readings -----------------------------------------------
+  // A reading is applied to the model (latest value, sparkline, chart
+  // data) as it arrives, in the task that read it; frames only draw.
+  function reading(data) {
+    let r;
+    try { r = JSON.parse(data); } catch (e) { return; }
+    apply(r);
+    arrived = true;
+  }
   let applied = 0;
   function apply(r) {
     applied++;
@@ -220,13 +238,17 @@
     chartLive(r.topic, r.seq, t, s.d.num);
   }
 
-  // The page paints at most every PAINT_MS: each painted frame has a
-  // fixed cost (style, paint, composite) that, with records arriving all
-  // the time, would otherwise be paid 60 times a second for a few tiles
-  // each. A quarter second is quicker than anyone reads a value.
-  // A device too slow for that (long tasks) is painted less often, down
-  // to every 750 ms; the rate creeps back once it keeps up.
+  // Painting. The page draws in rounds, at most every PAINT_MS (250 ms,
+  // quicker than anyone reads a value; up to 750 ms while the device
+  // shows long tasks, creeping back once it keeps up). A round is spread
+  // over as many animation frames as it needs: each frame redraws at
+  // most TILES_PER_FRAME tiles (only the visible ones that changed), and
+  // the chart gets a frame of its own. On a slow CPU one frame that drew
+  // every changed tile and the chart took several frame times (a long
+  // task, a visible stall); small frames keep the page at 60 frames a
+  // second (BENCHMARKS.md).
   let PAINT_MS = 250;
+  const TILES_PER_FRAME = 2;
   let lastLong = 0;
   try {
     new PerformanceObserver((list) => {
@@ -249,41 +271,52 @@
     frameInner(t0);
     frameMs += performance.now() - t0; frames++;
   }
+  // Sparklines move at most once a second: a trend needs no more.
   const SPARK_MS = 1000;
-  let sparkLater = false;
+  let rr = 0;       // where the next frame starts among the visible tiles
+  let ageRound = 0; // advanced every second: ages are redrawn
   function frameInner(t0) {
     frameQueued = false;
-    sparkLater = false;
-    const q = queue; queue = [];
-    for (let i = 0; i < q.length; i++) {
-      let r;
-      try { r = JSON.parse(q[i]); } catch (e) { continue; }
-      apply(r);
-    }
-    if (ageDue) renderAges();
+    renderState();
     if (paused) return;
-    for (const s of series.values()) {
-      if (!s.visible || s.el.li.hidden) continue;
-      if (s.dirty) renderTile(s);
-      // Sparklines move at most once a second: a redrawn canvas costs a
-      // paint of its own, and a trend does not need more.
-      if (s.sparkDirty && t0 - s.sparkAt >= SPARK_MS) { s.sparkAt = t0; drawSpark(s); }
-      else if (s.sparkDirty) sparkLater = true;
+    let more = false, sparkLater = false;
+    if (chartDue(t0)) {
+      chartRender(t0);
+      more = true; // the tiles in the next frame
+    } else {
+      const list = visibleTiles();
+      const now = Date.now() / 1000;
+      let n = 0;
+      for (let k = 0; k < list.length; k++) {
+        const s = list[(rr + k) % list.length];
+        const spark = s.sparkDirty && t0 - s.sparkAt >= SPARK_MS;
+        if (s.sparkDirty && !spark) sparkLater = true;
+        if (!s.dirty && !spark && s.ageRound === ageRound) continue;
+        if (n === TILES_PER_FRAME) { more = true; rr = (rr + k) % list.length; break; }
+        let changed = s.dirty ? renderTile(s, now) : s.ageRound !== ageRound ? renderAge(s, now) : false;
+        s.ageRound = ageRound;
+        if (spark) { if (s.n >= 2) s.sparkAt = t0; changed = drawSpark(s) || changed; } // the first line at once
+        if (changed) n++;
+      }
+      if (!more) rr = 0;
     }
-    chartRender();
-    if (sparkLater) setTimeout(schedule, SPARK_MS);
+    if (more) { frameQueued = true; requestAnimationFrame(frame); } else if ((sparkLater || chartDirty) && !laterTimer) laterTimer = setTimeout(() => { laterTimer = 0; schedule(); }, 300);
   }
-  function renderTile(s) {
+  let laterTimer = 0;
+  // renderTile, renderAge and drawSpark write the DOM only where it
+  // changes, and say whether it did.
+  function renderTile(s, now) {
     s.dirty = false;
     const d = s.d;
-    if (!d) return;
-    if (s.el.num.textContent !== d.text) s.el.num.textContent = d.text;
+    if (!d) return false;
+    let changed = false;
+    if (s.el.num.textContent !== d.text) { s.el.num.textContent = d.text; changed = true; }
     const unit = d.noUnit ? '' : s.unit;
-    if (s.el.unit.textContent !== unit) s.el.unit.textContent = unit;
-    if (d.isText !== s.el.val.classList.contains('text')) s.el.val.classList.toggle('text', d.isText);
+    if (s.el.unit.textContent !== unit) { s.el.unit.textContent = unit; changed = true; }
+    if (d.isText !== s.el.val.classList.contains('text')) { s.el.val.classList.toggle('text', d.isText); changed = true; }
     const title = d.title || '';
     if (s.el.val.title !== title) s.el.val.title = title;
-    renderAge(s, Date.now() / 1000);
+    return renderAge(s, now) || changed;
   }
   function fmtAge(sec) {
     if (sec < 1.5) return 'now';
@@ -293,63 +326,55 @@
     return Math.round(sec / 86400) + ' d ago';
   }
   function renderAge(s, now) {
-    if (!s.ts) return;
+    if (!s.ts) return false;
     const age = Math.max(0, now - s.ts);
     // Stale: well past the series' own rhythm, and never under 10 s.
     const stale = age > Math.max(10, 3 * s.interval);
     const text = (stale ? 'stale, ' : '') + fmtAge(age);
-    if (text !== s.ageText) { s.ageText = text; s.el.age.textContent = text; }
-    if (stale !== s.stale) { s.stale = stale; s.el.li.classList.toggle('stale', stale); }
+    let changed = false;
+    if (text !== s.ageText) { s.ageText = text; s.el.age.textContent = text; changed = true; }
+    if (stale !== s.stale) { s.stale = stale; s.el.li.classList.toggle('stale', stale); changed = true; }
+    return changed;
   }
-  let sparkColor = '#0047b3';
   function readColors() {
-    sparkColor = getComputedStyle(document.documentElement).getPropertyValue('--spark').trim() || sparkColor;
-    for (const s of series.values()) s.sparkDirty = true;
     chartRebuild();
   }
   matchMedia('(prefers-color-scheme: dark)').addEventListener('change', () => { readColors(); schedule(); });
 
+  // A sparkline is an SVG path in a 1000x100 box stretched over the
+  // tile (its stroke keeps its width): a new path is part of the tile's
+  // own paint. (Canvases were composited layers of their own, and each
+  // redrawn one cost a copy of its pixels on the main thread at every
+  // commit: the largest cost of a frame in the profile, BENCHMARKS.md.)
   function drawSpark(s) {
     s.sparkDirty = false;
-    const c = s.el.spark;
-    const dpr = window.devicePixelRatio || 1;
-    const w = s.cw || 0, h = s.ch || 0;
-    if (!w || !h) return;
-    const W = Math.round(w * dpr), H = Math.round(h * dpr);
-    if (c.width !== W || c.height !== H) { c.width = W; c.height = H; }
-    const g = c.getContext('2d');
-    g.clearRect(0, 0, W, H);
-    if (s.n < 2) return;
-    const start = (s.head - s.n + SPARK_N) % SPARK_N;
-    let lo = Infinity, hi = -Infinity;
-    const t0 = s.st[start], t1 = s.st[(s.head - 1 + SPARK_N) % SPARK_N];
-    for (let i = 0; i < s.n; i++) {
-      const v = s.sv[(start + i) % SPARK_N];
-      if (v < lo) lo = v; if (v > hi) hi = v;
+    let d = '';
+    if (s.n >= 2) {
+      const start = (s.head - s.n + SPARK_N) % SPARK_N;
+      let lo = Infinity, hi = -Infinity;
+      const t0 = s.st[start], t1 = s.st[(s.head - 1 + SPARK_N) % SPARK_N];
+      for (let i = 0; i < s.n; i++) {
+        const v = s.sv[(start + i) % SPARK_N];
+        if (v < lo) lo = v; if (v > hi) hi = v;
+      }
+      if (hi === lo) { hi += 1; lo -= 1; }
+      const span = Math.max(t1 - t0, 1e-3);
+      const parts = new Array(s.n);
+      for (let i = 0; i < s.n; i++) {
+        const k = (start + i) % SPARK_N;
+        const x = (s.st[k] - t0) / span * 990 + 5;
+        const y = 95 - (s.sv[k] - lo) / (hi - lo) * 90;
+        parts[i] = (i ? 'L' : 'M') + x.toFixed(1) + ' ' + y.toFixed(1);
+      }
+      d = parts.join('');
     }
-    if (hi === lo) { hi += 1; lo -= 1; }
-    const span = Math.max(t1 - t0, 1e-3), pad = 3 * dpr;
-    g.lineWidth = 2 * dpr; g.lineJoin = 'round'; g.strokeStyle = sparkColor;
-    g.beginPath();
-    for (let i = 0; i < s.n; i++) {
-      const k = (start + i) % SPARK_N;
-      const x = (s.st[k] - t0) / span * (W - 2 * pad) + pad;
-      const y = H - pad - (s.sv[k] - lo) / (hi - lo) * (H - 2 * pad);
-      if (i === 0) g.moveTo(x, y); else g.lineTo(x, y);
-    }
-    g.stroke();
+    if (s.sparkD === d) return false;
+    s.sparkD = d; s.el.spark.setAttribute('d', d);
+    return true;
   }
 
-  // Ages and connection state tick once a second.
-  // (In the next painted frame, with whatever else changed.)
-  let ageDue = false;
-  setInterval(() => { ageDue = true; schedule(); }, 1000);
-  function renderAges() {
-    ageDue = false;
-    const now = Date.now() / 1000;
-    if (!paused) for (const s of series.values()) if (s.visible && !s.el.li.hidden) renderAge(s, now);
-    renderState();
-  }
+  // Ages and connection state tick once a second, in the next round.
+  setInterval(() => { ageRound++; schedule(); }, 1000);
 
   // ---- connection ------------------------------------------------------
   function setState(st) { connState = st; renderState(); }
@@ -365,82 +390,70 @@
     if (el.dataset.state !== st) el.dataset.state = st;
     if (el.textContent !== text) el.textContent = text;
   }
+  // rateFor chooses the per-topic rate for n series: at most 4 updates a
+  // second on a tile (2 on a phone), which is as fast as anyone reads a
+  // number, and at most BUDGET records a second for the whole page, so
+  // that reading and applying them stays a small share of a slow
+  // device's main thread; never below one update in two seconds.
+  function rateFor(n) {
+    if (params.has('rate')) return Number(params.get('rate'));
+    const budget = narrow ? 100 : 200;
+    const r = Math.min(narrow ? 2 : 4, budget / Math.max(1, n));
+    return Math.max(0.5, Math.round(r * 4) / 4);
+  }
   function eventsURL() {
+    RATE = rateFor(series.size);
     let u = '/events?mode=downsample';
     if (RATE > 0) u += '&rate=' + RATE;
     return u;
   }
-  // The stream is read with fetch, not EventSource: EventSource
-  // dispatches one DOM event per record, and at 800 records/s on a slow
-  // CPU that alone made long tasks (BENCHMARKS.md). Reading the body in
-  // chunks costs one task per chunk. The protocol is the same: the
-  // server's retry hint is honoured, and a reconnect resumes with
-  // Last-Event-ID, so nothing is missed or shown twice.
-  let retryMs = 2000, lastId = 0, retryTimer = 0, stallTimer = 0, ctrl = null;
-  const STALL_MS = 45000; // no byte, not even a heartbeat: the link is dead
+  // The stream is an EventSource: the browser parses it, honours the
+  // server's retry hint, and on a lost connection reconnects by itself
+  // with Last-Event-ID, so the server resumes after the last reading
+  // this page has (no gap, no duplicate). The first connection resumes
+  // after what /api/series gave (lastEventID; the header wins on the
+  // browser's reconnects). One DOM event per reading is affordable
+  // because the rate is chosen for the screen (rateFor: at most 200
+  // readings a second): with 200 series at 10 Hz, 4x CPU throttling, both
+  // this and a fetch reader met the frame targets (60 s each: no long
+  // task, p99 16.8 ms; BENCHMARKS.md). At 800 a second, before the rate
+  // was chosen from the series count, the fetch reader had fewer long
+  // tasks; the frames' own cost was the larger problem then.
+  let es = null, retryTimer = 0, rerateTimer = 0;
   function connect() {
     clearTimeout(retryTimer);
-    if (ctrl) ctrl.abort();
-    const c = new AbortController();
-    ctrl = c;
-    stream(c).catch(() => {}).then(() => { if (ctrl === c && (!c.signal.aborted || c.stalled)) reconnect(); });
-  }
-  function reconnect() {
-    clearTimeout(stallTimer);
-    setState('reconnecting');
-    clearTimeout(retryTimer);
-    retryTimer = setTimeout(connect, retryMs * (0.5 + Math.random()));
-  }
-  function stall(c) {
-    clearTimeout(stallTimer);
-    stallTimer = setTimeout(() => { c.stalled = true; c.abort(); }, STALL_MS);
-  }
-  async function stream(c) {
-    const headers = { Accept: 'text/event-stream' };
-    const from = Math.max(lastId, lastSeq);
-    if (from > 0) headers['Last-Event-ID'] = String(from);
-    stall(c);
-    const resp = await fetch(eventsURL(), { headers, cache: 'no-store', signal: c.signal });
-    if (resp.status === 401) { location.reload(); c.abort(); return; } // the session lapsed: the login form
-    if (!resp.ok || !resp.body) return;
-    setState('live'); detectProto(); pollStatus();
-    const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
-    let buf = '';
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) return;
-      stall(c);
-      const t0 = performance.now();
-      buf += value;
-      let from = 0, end;
-      while ((end = buf.indexOf('\n\n', from)) >= 0) {
-        dispatch(buf.slice(from, end));
-        from = end + 2;
-      }
-      if (from) buf = buf.slice(from);
-      if (queue.length) schedule();
-      streamMs += performance.now() - t0;
-    }
-  }
-  // dispatch handles one event block (text/event-stream, LF line ends).
-  function dispatch(block) {
-    let ev = 'message', data = '';
-    for (const line of block.split('\n')) {
-      const colon = line.indexOf(':');
-      if (colon === 0) continue; // a comment: the heartbeat
-      const field = colon < 0 ? line : line.slice(0, colon);
-      let val = colon < 0 ? '' : line.slice(colon + 1);
-      if (val.charCodeAt(0) === 32) val = val.slice(1);
-      if (field === 'data') data = data ? data + '\n' + val : val;
-      else if (field === 'event') ev = val;
-      else if (field === 'id') { const n = Number(val); if (n > lastId) lastId = n; }
-      else if (field === 'retry') { const n = Number(val); if (n > 0) retryMs = n; }
-    }
-    if (ev === 'reading') queue.push(data);
-    else if (ev === 'gap') {
-      try { skipped += JSON.parse(data).dropped || 0; } catch (x) { /* ignore */ }
+    if (es) es.close();
+    let url = eventsURL();
+    const from = lastSeq;
+    if (from > 0) url += '&lastEventID=' + from;
+    const src = new EventSource(url);
+    es = src;
+    src.onopen = () => { setState('live'); detectProto(); pollStatus(); };
+    src.addEventListener('reading', (e) => { streamTime(reading, e.data); });
+    src.addEventListener('gap', (e) => {
+      try { skipped += JSON.parse(e.data).dropped || 0; } catch (x) { /* ignore */ }
       lastGap = Date.now(); renderState();
-    }
+    });
+    src.onerror = () => {
+      if (es !== src) return;
+      setState('reconnecting');
+      // CONNECTING: the browser retries by itself. CLOSED: the server
+      // answered with an error status (401 when the session lapsed).
+      if (src.readyState === EventSource.CLOSED) retryTimer = setTimeout(recheck, 1000 + Math.random() * 2000);
+    };
+  }
+  async function recheck() {
+    try {
+      const r = await fetch('/api/status', { cache: 'no-store' });
+      if (r.status === 401) { location.reload(); return; } // the login form
+    } catch (e) { /* still down */ }
+    connect();
+  }
+  function streamTime(fn, arg) {
+    const t0 = performance.now();
+    fn(arg);
+    if (arrived) { arrived = false; schedule(); }
+    streamMs += performance.now() - t0;
   }
   function detectProto() {
     // The stream's own entry appears only when it ends; requests to the
@@ -638,21 +651,72 @@
         { label: 'max', stroke: c, width: 1, alpha: 0.35, spanGaps: true, points: { show: false } });
       opts.bands = [{ series: [3, 2], fill: c + '33' }];
     }
+    // A drag zooms (uPlot sets the scale, then calls setSelect).
+    opts.hooks = { setSelect: [(u) => { if (u.select.width > 0) setTimeout(() => { chart.zoomed = true; announceView(); }); }] };
     chart.plot = new uPlot(opts, aligned(), el);
     chart.zoomed = false;
-    chart.plot.over.addEventListener('dblclick', () => { chart.zoomed = false; chartDirty = true; schedule(); });
-    chart.plot.over.addEventListener('mouseup', () => { chart.zoomed = true; });
+    $('#chart-view').textContent = '';
+    chart.plot.over.addEventListener('dblclick', () => resetView());
     chartDirty = false;
     renderChips();
   }
-  function chartRender() {
-    if (!chartDirty || !chart.plot) return;
-    const now = performance.now();
-    if (now - chart.lastDraw < PAINT_MS) { setTimeout(schedule, PAINT_MS + 10 - (now - chart.lastDraw)); return; }
+  // The chart moves when a new point moves it by a few pixels, and at
+  // least every 10 s: every 2 s for the 5-minute window on a laptop.
+  // Redrawing it (every point, axes and legend) is the largest single
+  // paint on the page.
+  function chartMs() {
+    const w = chart.plot ? chart.plot.width : 600;
+    return Math.min(10000, Math.max(1000, chart.window * 1000 / w * 8));
+  }
+  function chartDue(now) { return chartDirty && chart.plot && now - chart.lastDraw >= chartMs(); }
+  function chartRender(now) {
     chart.lastDraw = now; chartDirty = false;
     // A zoomed chart keeps its zoom while live points arrive.
     chart.plot.setData(aligned(), !chart.zoomed);
   }
+  // Zoom by keyboard on the focused chart: + and - zoom around the
+  // middle, the arrows move by a quarter of the view, 0 (or Escape, or
+  // Home) shows the whole window again and follows live values. Every
+  // change is said in #chart-view (aria-live).
+  function setView(min, max) {
+    const x = chart.plot.data[0];
+    if (x.length < 2) return;
+    const lo = x[0], hi = x[x.length - 1];
+    const span = Math.max(max - min, Math.min(2, hi - lo)); // at least 2 s
+    if (span >= hi - lo) { resetView(); return; }
+    min = Math.min(Math.max(min, lo), hi - span);
+    chart.zoomed = true;
+    chart.plot.setScale('x', { min, max: min + span });
+    announceView();
+  }
+  function resetView() {
+    if (!chart.plot) return;
+    chart.zoomed = false;
+    chart.plot.setData(aligned(), true);
+    announceView();
+  }
+  function clock(sec) {
+    return new Date(sec * 1000).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false });
+  }
+  function announceView() {
+    const x = chart.plot.scales.x;
+    $('#chart-view').textContent = chart.zoomed
+      ? 'Zoomed to ' + clock(x.min) + ' – ' + clock(x.max) + '. Press 0 to show the whole window.'
+      : 'Showing the whole window, following live values.';
+  }
+  $('#chart').addEventListener('keydown', (e) => {
+    if (!chart.plot || e.altKey || e.ctrlKey || e.metaKey) return;
+    const x = chart.plot.scales.x, mid = (x.min + x.max) / 2, span = x.max - x.min;
+    switch (e.key) {
+      case '+': case '=': setView(mid - span / 4, mid + span / 4); break;
+      case '-': case '_': setView(mid - span, mid + span); break;
+      case 'ArrowLeft': setView(x.min - span / 4, x.max - span / 4); break;
+      case 'ArrowRight': setView(x.min + span / 4, x.max + span / 4); break;
+      case '0': case 'Escape': case 'Home': resetView(); break;
+      default: return;
+    }
+    e.preventDefault();
+  });
   function renderChips() {
     const ul = $('#chart-series');
     const cols = colors();
@@ -729,7 +793,8 @@
     state: () => ({ conn: connState, paused, skipped, lastSeq, applied, frameMs, frames, streamMs, paintMs: PAINT_MS, proto: $('#proto').textContent, rate: RATE }),
     values: () => Object.fromEntries([...series.values()].map((s) => [s.topic, s.d ? s.d.text : null])),
     seqs: () => Object.fromEntries([...series.values()].map((s) => [s.topic, s.seq])),
-    chart: () => ({ topics: chart.topics.slice(), url: chart.url, data: Object.fromEntries([...chart.data].map(([k, d]) => [k, { t: d.t.slice(), v: d.v.slice() }])) }),
+    chart: () => ({ topics: chart.topics.slice(), url: chart.url, zoomed: !!chart.zoomed,
+      view: chart.plot ? [chart.plot.scales.x.min, chart.plot.scales.x.max] : null, data: Object.fromEntries([...chart.data].map(([k, d]) => [k, { t: d.t.slice(), v: d.v.slice() }])) }),
   };
   start();
 })();
