@@ -699,23 +699,23 @@ func testRestart(t *testing.T, h3 bool) {
 
 // TestDashboardThrottled: a page on a slow CPU behind a burst gets a gap;
 // it says it is downsampled, how much it skipped, and shows the latest
-// values.
+// values. The page is the one users get, with the rate cap it chooses
+// for the screen (4 updates a second per tile here): the server tells a
+// capped stream of a gap once one of its writes was blocked for longer
+// than the cap's interval.
 func TestDashboardThrottled(t *testing.T) {
-	e := startEddy(t, 64) // a small per-client buffer: falling behind is quick
+	e := startEddy(t, 64)
 	const topics = 40
 	for k := range topics {
 		e.publish(fmt.Sprintf("burst/s%02d", k), 0, "")
 	}
 	b := newBrowser(t, e, browserOpts{})
-	// No per-topic rate cap (the test-only ?rate=0): the burst meets
-	// downsampling alone. With the page's own cap the server never sends
-	// this page a gap today: a rate-capped stream replaces a waiting value
-	// silently unless more topics wait than the client buffer holds, and
-	// Chromium's HTTP/2 and HTTP/3 receive windows (megabytes) absorb
-	// minutes of a capped stream before the server sees backpressure.
 	b.login(t, e)
-	b.do(t, 10*time.Second, chromedp.Navigate(e.url("/?rate=0")), chromedp.WaitVisible(chromedp.CSS("#tiles")))
+	b.do(t, 10*time.Second, chromedp.Navigate(e.url("/")), chromedp.WaitVisible(chromedp.CSS("#tiles")))
 	waitFor(t, b, 5*time.Second, "tiles", fmt.Sprintf(`document.querySelectorAll('#tiles li').length === %d && eddy.state().conn === 'live'`, topics))
+	if rate := eval[float64](t, b, `eddy.state().rate`); rate <= 0 {
+		t.Fatalf("the page asked for no rate cap (%v)", rate)
+	}
 	if _, err := chromedp.Call(b.ctx, emulation.SetCPUThrottlingRate, emulation.SetCPUThrottlingRateParams{Rate: 20}); err != nil {
 		t.Fatal(err)
 	}
@@ -726,15 +726,18 @@ func TestDashboardThrottled(t *testing.T) {
 		defer cancel()
 		chromedp.Run(ctx, chromedp.Evaluate[bool](`(() => { const end = Date.now() + 3000; while (Date.now() < end) {} return true })()`))
 	}()
-	// 16 MB: more than the socket buffers and HTTP/2 windows between
-	// the server and the blocked page hold.
-	pad := strings.Repeat("x", 2000)
-	for i := range 200 {
+	// Each topic at 8 Hz, twice the page's cap, for 3.5 s, with values
+	// large enough (24 KB) that what the cap lets through (about 4 MB/s)
+	// fills Chromium's buffers and its HTTP/2 stream window (6 MB)
+	// within the block.
+	const rounds = 28
+	pad := strings.Repeat("x", 24<<10)
+	for i := range rounds {
 		for k := range topics {
 			e.appendRaw(ringlog.Record{Topic: fmt.Sprintf("burst/s%02d", k), Kind: ringlog.KindText,
 				Value: fmt.Appendf(nil, "%d %s", i+1, pad), Time: time.Now()})
 		}
-		time.Sleep(2 * time.Millisecond)
+		time.Sleep(125 * time.Millisecond)
 	}
 	waitFor(t, b, 15*time.Second, "the downsampled notice", `document.querySelector('#state').dataset.state === 'downsampled' && /updates skipped/.test(document.querySelector('#state').textContent)`)
 	skipped := eval[int](t, b, `eddy.state().skipped`)
@@ -747,6 +750,7 @@ func TestDashboardThrottled(t *testing.T) {
 			t.Logf("on screen: %v", eval[[]string](t, b, `[...document.querySelectorAll('#tiles .num')].map(n => n.textContent.slice(0, 5))`))
 		}
 	}()
-	waitFor(t, b, 10*time.Second, "the latest values", `Object.values(eddy.values()).every(v => v.startsWith('200 x')) && [...document.querySelectorAll('#tiles li')].filter(li => { const r = li.getBoundingClientRect(); return r.bottom > 0 && r.top < innerHeight }).every(li => li.querySelector('.num').textContent.startsWith('200 x'))`)
+	latest := fmt.Sprintf("'%d x'", rounds)
+	waitFor(t, b, 20*time.Second, "the latest values", `Object.values(eddy.values()).every(v => v.startsWith(`+latest+`)) && [...document.querySelectorAll('#tiles li')].filter(li => { const r = li.getBoundingClientRect(); return r.bottom > 0 && r.top < innerHeight }).every(li => li.querySelector('.num').textContent.startsWith(`+latest+`))`)
 	chromedp.Call(b.ctx, emulation.SetCPUThrottlingRate, emulation.SetCPUThrottlingRateParams{Rate: 1})
 }

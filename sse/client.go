@@ -37,6 +37,11 @@ type client struct {
 	// Rate mode only.
 	pending  map[string]uint64    // topic -> seq of its latest queued event
 	lastSent map[string]time.Time // topic -> when its last event was taken
+	// skipped: events superseded since the writer last took. They are
+	// the rate cap's doing unless the writer's write meanwhile took
+	// longer than an interval (wrote): then the client could not take
+	// the rate it asked for, and they are announced as a gap.
+	skipped gap
 }
 
 func newClient(p params, buffer int, m *Metrics) *client {
@@ -149,8 +154,9 @@ func (c *client) addRated(ev *event) {
 		clear(c.queue[n:])
 		c.queue = c.queue[:n]
 	}
-	if _, ok := c.pending[ev.topic]; ok {
+	if old, ok := c.pending[ev.topic]; ok {
 		c.m.Dropped.Add(1)
+		c.skipped.add(1, old, old)
 	}
 	c.pending[ev.topic] = ev.seq
 	c.queue = append(c.queue, ev)
@@ -226,6 +232,7 @@ func (c *client) takeUpTo(out []*event, now time.Time, maxBytes int) (evs []*eve
 // slot is open, and stops at the first that must wait, so that ids stay
 // in order. Every event waits at most one interval.
 func (c *client) takeRated(out []*event, now time.Time) ([]*event, time.Duration) {
+	c.skipped = gap{}
 	var wait time.Duration
 	i := 0
 	for ; i < len(c.queue); i++ {
@@ -253,6 +260,30 @@ func (c *client) takeRated(out []*event, now time.Time) ([]*event, time.Duration
 		}
 	}
 	return out, wait
+}
+
+// slowWrite is how long a rate-mode write may take before the client
+// counts as behind: one interval, and never less than 100 ms.
+func (c *client) slowWrite() time.Duration {
+	return max(c.p.interval, 100*time.Millisecond)
+}
+
+// wrote tells a rate-mode client how long the writer's last write took.
+// Events superseded during a write slower than slowWrite were skipped
+// because the client could not take them, not because of its cap: they
+// go into the next gap, and wrote reports that one is due.
+func (c *client) wrote(d time.Duration) (gapDue bool) {
+	if c.p.interval == 0 {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if d >= c.slowWrite() && c.skipped.dropped > 0 {
+		c.gap.add(c.skipped.dropped, c.skipped.from, c.skipped.to)
+		gapDue = true
+	}
+	c.skipped = gap{}
+	return gapDue
 }
 
 // position is the client's cursor.

@@ -95,3 +95,46 @@ func TestRateBounded(t *testing.T) {
 		t.Fatalf("lastSent holds %d topics", len(c.lastSent))
 	}
 }
+
+// TestRateSlowWriteAnnouncesGap: a rate-capped client's superseded values
+// are its cap's doing while its writes are quick, and a gap once a write
+// took longer than an interval: the client could not take the rate it
+// asked for, and must be told what it missed.
+func TestRateSlowWriteAnnouncesGap(t *testing.T) {
+	const interval = time.Second
+	c := newClient(params{interval: interval}, 64, &Metrics{})
+	now := time.Now()
+	ev := func(seq uint64, topic string) []*event { return []*event{{seq: seq, topic: topic}} }
+
+	c.push(ev(1, "a"))
+	if out, _, _, _ := c.take(nil, now); len(out) != 1 {
+		t.Fatalf("first take: %d events", len(out))
+	}
+	// Within the interval: 2 is superseded by 3 (the cap), a quick write.
+	c.push(ev(2, "a"))
+	c.push(ev(3, "a"))
+	if c.wrote(time.Millisecond) {
+		t.Fatal("a quick write made a gap due")
+	}
+	now = now.Add(interval)
+	out, g, _, _ := c.take(nil, now)
+	if len(out) != 1 || out[0].seq != 3 || g.dropped != 0 {
+		t.Fatalf("after the cap: %d events (first %v), gap %+v; want 3 alone, no gap", len(out), out, g)
+	}
+	// The writer is now stuck in a write for longer than the interval
+	// while 4, 5 and 6 arrive: 4 and 5 were skipped because of the client.
+	c.push(ev(4, "a"))
+	c.push(ev(5, "a"))
+	c.push(ev(6, "a"))
+	if !c.wrote(interval + time.Millisecond) {
+		t.Fatal("a slow write made no gap due")
+	}
+	now = now.Add(2 * interval)
+	out, g, _, _ = c.take(nil, now)
+	if len(out) != 1 || out[0].seq != 6 {
+		t.Fatalf("after the slow write: %d events, want 6 alone", len(out))
+	}
+	if g.dropped != 2 || g.from != 4 || g.to != 5 {
+		t.Fatalf("gap %+v, want 2 dropped, 4..5", g)
+	}
+}

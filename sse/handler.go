@@ -331,13 +331,15 @@ func (s *stream) drain(ctx context.Context) (time.Duration, error) {
 func (s *stream) writeQueued(now time.Time) (detached bool, wait time.Duration, err error) {
 	evs, g, detached, wait, more := s.c.takeUpTo(s.out, now, s.takeLimit())
 	s.out = evs
+	gapDue := false
 	if len(evs) > 0 || g.dropped > 0 {
 		err = s.writeEvents(g, evs, now)
+		gapDue = s.c.wrote(time.Since(now))
 		s.h.m.Delivered.Add(uint64(len(evs)))
 		clear(s.out) // release the frames
 	}
 	s.adaptTake(g.dropped > 0, more)
-	if more && err == nil {
+	if (more || gapDue) && err == nil {
 		s.c.signal() // the rest, after the connection's other streams
 	}
 	return detached, wait, err
