@@ -146,16 +146,22 @@ func (p *Pusher) session(ctx context.Context) error {
 		}
 		notify := p.src.Notify()
 		if oldest := p.src.Oldest(); same && after+1 < oldest {
-			// Trimmed before they went upstream: say so, once, in order.
-			if err := s.Send(ctx, &Message{Seq: oldest - 1, GapFrom: after + 1, Time: time.Now()}); err != nil {
+			if after, err = p.trimmed(ctx, s, after, oldest); err != nil {
 				return err
 			}
-			p.log.Warn("upstream: records trimmed from the log before they went upstream", "from_seq", after+1, "to_seq", oldest-1)
-			after = oldest - 1
 		}
 		recs, err := p.src.ReadAfter(buf[:0], after, p.opt.Batch)
 		if err != nil {
 			return fmt.Errorf("upstream: read the log after %d: %w", after, err)
+		}
+		if len(recs) > 0 && same && recs[0].Seq > after+1 {
+			// A hole: trimmed between Oldest and the read (a hole
+			// below Oldest is ids a crash never issued, not records).
+			if oldest := min(p.src.Oldest(), recs[0].Seq); oldest > after+1 {
+				if after, err = p.trimmed(ctx, s, after, oldest); err != nil {
+					return err
+				}
+			}
 		}
 		for i := range recs {
 			r := &recs[i]
@@ -183,4 +189,15 @@ func (p *Pusher) session(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// trimmed publishes, once and in order, that the records after 'after'
+// and below oldest were trimmed from the log before they went upstream,
+// and returns the new 'after'.
+func (p *Pusher) trimmed(ctx context.Context, s *Sender, after, oldest uint64) (uint64, error) {
+	if err := s.Send(ctx, &Message{Seq: oldest - 1, GapFrom: after + 1, Time: time.Now()}); err != nil {
+		return after, err
+	}
+	p.log.Warn("upstream: records trimmed from the log before they went upstream", "from_seq", after+1, "to_seq", oldest-1)
+	return oldest - 1, nil
 }
