@@ -10,7 +10,6 @@ import (
 	"hash/maphash"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/url"
 	"os"
 	"strings"
@@ -20,6 +19,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/eddy-iot/eddy/backoff"
 	"github.com/eddy-iot/eddy/config"
 	"github.com/eddy-iot/eddy/ratelog"
 	"github.com/eddy-iot/eddy/ringlog"
@@ -310,16 +310,17 @@ func (m *MQTT) Run(ctx context.Context) error {
 		m.acker(ackCtx)
 	}()
 
-	bo := newBackoff(m.cfg.ReconnectMax.Duration)
+	limit := m.cfg.ReconnectMax.Duration
+	bo := backoff.Backoff{First: min(max(limit/32, 50*time.Millisecond), time.Second, limit), Max: limit}
 	for ctx.Err() == nil {
 		up := m.session(ctx, client)
 		if ctx.Err() != nil {
 			break
 		}
 		if up {
-			bo.reset()
+			bo.Reset()
 		}
-		if !sleepCtx(ctx, bo.next()) {
+		if !bo.Sleep(ctx) {
 			break
 		}
 	}
@@ -437,38 +438,5 @@ func (m *MQTT) Stats() MQTTStats {
 		Oversized: s.oversized.Load(), BadTopic: s.badTopic.Load(), TopicsRefused: s.topicsRefused.Load(),
 		DeepJSON: s.deepJSON.Load(), Redelivered: s.redelivered.Load(), TopicsEvicted: s.topicsEvicted.Load(),
 		AppendErrors: s.appendErrors.Load(), RetainedSkipped: s.retainedSkipped.Load(), Unsubscribed: s.unsubscribed.Load(), Topics: n, AckWaiting: int(s.waiting.Load()), EarlySyncs: s.earlySyncs.Load(),
-	}
-}
-
-// backoff is capped exponential backoff with jitter.
-type backoff struct {
-	min, max, cur time.Duration
-}
-
-func newBackoff(limit time.Duration) *backoff {
-	lo := min(max(limit/32, 50*time.Millisecond), time.Second, limit)
-	return &backoff{min: lo, max: limit, cur: lo}
-}
-
-func (b *backoff) reset() { b.cur = b.min }
-
-// next returns a delay in [cur/2, cur) and doubles cur up to max; the
-// jitter keeps a fleet of devices from reconnecting in lockstep after a
-// broker restart.
-func (b *backoff) next() time.Duration {
-	d := b.cur/2 + rand.N(b.cur/2+1)
-	b.cur = min(b.cur*2, b.max)
-	return d
-}
-
-// sleepCtx sleeps for d or until ctx ends; it reports whether ctx is alive.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }

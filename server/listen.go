@@ -11,6 +11,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/eddy-iot/eddy/backoff"
 )
 
 // portAttempts bounds the retries when port 0 picks a TCP port whose UDP
@@ -159,7 +161,7 @@ func (l *tlsListener) Close() error {
 
 func (l *tlsListener) acceptLoop() {
 	defer l.wg.Done()
-	var backoff time.Duration
+	bo := backoff.Backoff{First: 5 * time.Millisecond, Max: time.Second}
 	for {
 		c, err := l.raw.Accept()
 		if err != nil {
@@ -170,11 +172,9 @@ func (l *tlsListener) acceptLoop() {
 			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
 				// Out of file descriptors, or a transient error: wait
 				// rather than spin.
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				l.def.log.Warn("accept", "server: accept failed, retrying", "error", err, "in", backoff)
-				select {
-				case <-time.After(backoff):
-				case <-l.ctx.Done():
+				wait := bo.Next()
+				l.def.log.Warn("accept", "server: accept failed, retrying", "error", err, "in", wait)
+				if !backoff.SleepFor(l.ctx, wait) {
 					return
 				}
 				continue
@@ -182,7 +182,7 @@ func (l *tlsListener) acceptLoop() {
 			l.errOnce.Do(func() { l.err = fmt.Errorf("server: accept: %w", err); close(l.failed) })
 			return
 		}
-		backoff = 0
+		bo.Reset()
 		addr := addrOf(c.RemoteAddr())
 		if l.def.mem.isHigh() {
 			c.Close()

@@ -23,6 +23,7 @@ import (
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
 
+	"github.com/eddy-iot/eddy/backoff"
 	"github.com/eddy-iot/eddy/sse"
 )
 
@@ -494,7 +495,7 @@ func (c *Collector) follow(ctx context.Context, r *devRun) {
 	defer h3.Close()
 	defer h2.CloseIdleConnections()
 	clients := [2]*http.Client{{Transport: h3}, {Transport: h2}}
-	backoff := 250 * time.Millisecond
+	bo := backoff.Backoff{First: 250 * time.Millisecond, Max: 15 * time.Second}
 	for ctx.Err() == nil {
 		progressed, err := c.session(ctx, r, clients)
 		r.state.Connected.Store(false)
@@ -502,22 +503,18 @@ func (c *Collector) follow(ctx context.Context, r *devRun) {
 			return
 		}
 		if progressed {
-			backoff = 250 * time.Millisecond
+			bo.Reset()
 		}
 		r.state.Reconnects.Add(1)
 		c.logFailure(r, err)
-		wait := backoff
+		wait := bo.Next()
 		var se *errStatus
 		if errors.As(err, &se) && (se.code == http.StatusUnauthorized || se.code == http.StatusForbidden) {
-			wait = 30 * time.Second
+			wait = backoff.Jitter(30 * time.Second)
 		}
-		wait = wait/2 + rand.N(wait/2+1)
-		select {
-		case <-time.After(wait):
-		case <-ctx.Done():
+		if !backoff.SleepFor(ctx, wait) {
 			return
 		}
-		backoff = min(2*backoff, 15*time.Second)
 	}
 }
 

@@ -14,6 +14,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/eddy-iot/eddy/backoff"
 )
 
 // Sentinel errors.
@@ -194,11 +196,10 @@ func (c *Conn) attempt(ctx context.Context, what string, permanent func(error) b
 	return c.attemptEach(ctx, what, c.opt.RequestTimeout, permanent, fn)
 }
 
-// attemptEach is attempt with each try bounded by timeout. It is the
-// package's one retry backoff: 50ms doubling up to 1s. A closed
-// connection ends it.
+// attemptEach is attempt with each try bounded by timeout, retried from
+// 50ms doubling up to 1s (package backoff). A closed connection ends it.
 func (c *Conn) attemptEach(ctx context.Context, what string, timeout time.Duration, permanent func(error) bool, fn func(context.Context) error) error {
-	wait := 50 * time.Millisecond
+	bo := backoff.Backoff{First: 50 * time.Millisecond, Max: time.Second}
 	start, warned := time.Now(), time.Time{}
 	for {
 		actx, cancel := context.WithTimeout(ctx, timeout)
@@ -219,12 +220,9 @@ func (c *Conn) attemptEach(ctx context.Context, what string, timeout time.Durati
 		} else {
 			c.log.Debug("upstream: retrying", "op", what, "err", err)
 		}
-		select {
-		case <-time.After(wait):
-		case <-ctx.Done():
+		if !bo.Sleep(ctx) {
 			return fmt.Errorf("upstream: %s: %w (last error: %v)", what, ctx.Err(), err)
 		}
-		wait = min(2*wait, time.Second)
 	}
 }
 

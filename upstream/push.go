@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/eddy-iot/eddy/backoff"
 	"github.com/eddy-iot/eddy/ringlog"
 	"github.com/eddy-iot/eddy/sse"
 )
@@ -89,7 +90,7 @@ func (p *Pusher) Lag() (records uint64, seconds float64) {
 // Run pushes until ctx ends; it returns nil then. A stream that does not
 // cover eddy.> is an error it returns at once.
 func (p *Pusher) Run(ctx context.Context) error {
-	backoff := 100 * time.Millisecond
+	bo := backoff.Backoff{First: 100 * time.Millisecond, Max: 5 * time.Second}
 	for ctx.Err() == nil {
 		if err := p.c.EnsureStream(ctx); err != nil {
 			if errors.Is(err, ErrStreamSubjects) {
@@ -101,12 +102,9 @@ func (p *Pusher) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			break
 		}
-		p.log.Warn("upstream: push session ended; resuming from the stream", "err", err, "in", backoff)
-		select {
-		case <-time.After(backoff):
-		case <-ctx.Done():
-		}
-		backoff = min(2*backoff, 5*time.Second)
+		wait := bo.Next()
+		p.log.Warn("upstream: push session ended; resuming from the stream", "err", err, "in", wait)
+		backoff.SleepFor(ctx, wait)
 	}
 	return nil
 }

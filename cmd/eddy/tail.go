@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"os"
@@ -20,6 +19,7 @@ import (
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
 
+	"github.com/eddy-iot/eddy/backoff"
 	"github.com/eddy-iot/eddy/sse"
 	devtls "github.com/eddy-iot/eddy/tls"
 )
@@ -173,7 +173,7 @@ func eventsURL(raw string, topics []string, mode string) (string, error) {
 }
 
 func (t *tailer) run(ctx context.Context) error {
-	backoff := time.Duration(0)
+	bo := backoff.Backoff{Max: t.f.maxBackoff}
 	for {
 		progressed, err := t.stream(ctx)
 		t.out.Flush()
@@ -184,26 +184,15 @@ func (t *tailer) run(ctx context.Context) error {
 			return err
 		}
 		if progressed {
-			backoff = 0
+			bo.Reset()
 		}
-		backoff = nextBackoff(backoff, t.retry, t.f.maxBackoff)
-		fmt.Fprintf(t.stderr, "eddy tail: %v; reconnecting in %s (after id %d)\n", err, backoff.Round(time.Millisecond), t.last)
-		select {
-		case <-time.After(backoff):
-		case <-ctx.Done():
+		bo.First = t.retry // the server's hint starts the schedule
+		wait := bo.Next()
+		fmt.Fprintf(t.stderr, "eddy tail: %v; reconnecting in %s (after id %d)\n", err, wait.Round(time.Millisecond), t.last)
+		if !backoff.SleepFor(ctx, wait) {
 			return ctx.Err()
 		}
 	}
-}
-
-// nextBackoff doubles from the server's retry hint up to maxWait, with
-// jitter so that many tails do not reconnect in step.
-func nextBackoff(prev, base, maxWait time.Duration) time.Duration {
-	d := min(base, maxWait)
-	if prev > 0 {
-		d = min(2*prev, maxWait)
-	}
-	return d/2 + rand.N(d/2+1)
 }
 
 // stream runs one connection; it reports whether any record was printed.
