@@ -3,6 +3,7 @@ package upstream
 import (
 	"context"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -93,5 +94,57 @@ func TestPushGap(t *testing.T) {
 	}
 	if want != last+1 {
 		t.Errorf("stream ends before %d, want after %d", want, last)
+	}
+}
+
+// TestTooLargeGoesAsGap: a record larger than the server's max_payload
+// would be refused on every retry and wedge its device; it goes upstream
+// as a one-record gap that says so, and the records after it follow.
+func TestTooLargeGoesAsGap(t *testing.T) {
+	t.Cleanup(func() { checkNoLeaks(t) })
+	if testing.Short() {
+		t.Skip("runs a JetStream node")
+	}
+	c := newTestCluster(t, 1)
+	o := testOptions(c, "big")
+	o.Replicas = 1
+	conn, err := Connect(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := conn.EnsureStream(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s := conn.NewSender("big", "e1", nil)
+	defer s.Close()
+	if _, _, err := s.Resume(ctx); err != nil {
+		t.Fatal(err)
+	}
+	huge := []byte(`"` + strings.Repeat("x", int(conn.nc.MaxPayload())) + `"`)
+	for _, m := range []*Message{
+		{Seq: 1, Topic: "t/x", Time: time.Now(), Body: []byte("1")},
+		{Seq: 2, Topic: "t/x", Time: time.Now(), Body: huge},
+		{Seq: 3, Topic: "t/x", Time: time.Now(), Body: []byte("3")},
+	} {
+		if err := s.Send(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	msgs := readStream(t, conn.JetStream(), "EDDY")
+	if len(msgs) != 3 {
+		t.Fatalf("stream holds %d messages, want 3: %+v", len(msgs), msgs)
+	}
+	g := msgs[1]
+	if g.subject != GapSubject("big") || g.gapFrom != "2" || g.seq != 2 || !strings.Contains(g.body, `"reason":"too_large"`) {
+		t.Errorf("second message %s from %s to %d: %s; want a too_large gap for seq 2", g.subject, g.gapFrom, g.seq, g.body)
+	}
+	if msgs[0].seq != 1 || msgs[2].seq != 3 || msgs[2].gapFrom != "" {
+		t.Errorf("records around the gap: %+v, %+v", msgs[0], msgs[2])
 	}
 }

@@ -55,8 +55,10 @@ type Message struct {
 	Unit  string
 	Body  []byte // the record's JSON as on /events
 	// GapFrom > 0 makes this a gap: seqs GapFrom..Seq were trimmed from the
-	// device's log before they went upstream.
+	// device's log before they went upstream, or (Reason "too_large") the
+	// record is larger than the server takes.
 	GapFrom uint64
+	Reason  string // a gap's reason in its JSON; "" for trimmed records
 }
 
 // Stats are a Sender's counters; safe to read while it runs. One Stats may
@@ -182,7 +184,11 @@ func (s *Sender) build(m *Message) *nats.Msg {
 		from := strconv.FormatUint(m.GapFrom, 10)
 		nm.Header.Set(jetstream.MsgIDHeader, s.device+":"+s.epoch+":"+from+"-"+seq)
 		nm.Header.Set(HdrGapFrom, from)
-		nm.Data = fmt.Appendf(nil, `{"dropped":%d,"from_seq":%d,"to_seq":%d}`, m.Seq-m.GapFrom+1, m.GapFrom, m.Seq)
+		nm.Data = fmt.Appendf(nil, `{"dropped":%d,"from_seq":%d,"to_seq":%d`, m.Seq-m.GapFrom+1, m.GapFrom, m.Seq)
+		if m.Reason != "" {
+			nm.Data = fmt.Appendf(nm.Data, `,"reason":%q`, m.Reason)
+		}
+		nm.Data = append(nm.Data, '}')
 	} else {
 		nm.Subject = Subject(s.device, m.Topic)
 		nm.Header.Set(jetstream.MsgIDHeader, s.device+":"+s.epoch+":"+seq)
@@ -213,6 +219,13 @@ func (s *Sender) Send(ctx context.Context, m *Message) error {
 		p.gap = m.Seq - m.GapFrom + 1
 	}
 	p.size = len(p.msg.Subject) + len(p.msg.Data) + 160 // headers: ids, seq, epoch, ts, unit, batch
+	if limit := s.c.nc.MaxPayload(); m.GapFrom == 0 && int64(p.size) > limit {
+		// The server would refuse it on every retry and wedge the device
+		// behind it: it goes upstream as a gap that says why.
+		s.c.log.Warn("upstream: a record larger than the server's max_payload goes upstream as a gap",
+			"device", s.device, "seq", m.Seq, "topic", m.Topic, "bytes", p.size, "max_payload", limit)
+		return s.Send(ctx, &Message{Seq: m.Seq, GapFrom: m.Seq, Time: m.Time, Reason: "too_large"})
+	}
 	s.queue = append(s.queue, p)
 	if err := s.Poll(ctx); err != nil {
 		return err
