@@ -214,19 +214,7 @@ func (s *Sender) Send(ctx context.Context, m *Message) error {
 	if n := len(s.queue); n > 0 && m.Seq <= s.queue[n-1].seq || m.Seq <= s.acked {
 		return fmt.Errorf("upstream: send %s seq %d: not above the last sent", s.device, m.Seq)
 	}
-	p := &pending{seq: m.Seq, ts: m.Time, msg: s.build(m)}
-	if m.GapFrom > 0 {
-		p.gap = m.Seq - m.GapFrom + 1
-	}
-	p.size = len(p.msg.Subject) + len(p.msg.Data) + 160 // headers: ids, seq, epoch, ts, unit, batch
-	if limit := s.c.nc.MaxPayload(); m.GapFrom == 0 && int64(p.size) > limit {
-		// The server would refuse it on every retry and wedge the device
-		// behind it: it goes upstream as a gap that says why.
-		s.c.log.Warn("upstream: a record larger than the server's max_payload goes upstream as a gap",
-			"device", s.device, "seq", m.Seq, "topic", m.Topic, "bytes", p.size, "max_payload", limit)
-		return s.Send(ctx, &Message{Seq: m.Seq, GapFrom: m.Seq, Time: m.Time, Reason: "too_large"})
-	}
-	s.queue = append(s.queue, p)
+	s.queue = append(s.queue, s.entry(m))
 	if err := s.Poll(ctx); err != nil {
 		return err
 	}
@@ -236,6 +224,25 @@ func (s *Sender) Send(ctx context.Context, m *Message) error {
 		}
 	}
 	return nil
+}
+
+// entry builds m's queue entry.
+func (s *Sender) entry(m *Message) *pending {
+	p := &pending{seq: m.Seq, ts: m.Time, msg: s.build(m)}
+	if m.GapFrom > 0 {
+		p.gap = m.Seq - m.GapFrom + 1
+	}
+	p.size = len(p.msg.Subject) + len(p.msg.Data) + 160 // headers: ids, seq, epoch, ts, unit, batch
+	return p
+}
+
+// tooLarge replaces a record the server would refuse on every retry,
+// wedging the device behind it, with a gap that says why.
+func (s *Sender) tooLarge(i int, limit int64) {
+	p := s.queue[i]
+	s.c.log.Warn("upstream: a record larger than the server's max_payload goes upstream as a gap",
+		"device", s.device, "seq", p.seq, "subject", p.msg.Subject, "bytes", p.size, "max_payload", limit)
+	s.queue[i] = s.entry(&Message{Seq: p.seq, GapFrom: p.seq, Time: p.ts, Reason: "too_large"})
 }
 
 // Poll settles the unit in flight if it is answered, and starts the next
@@ -304,7 +311,12 @@ func (s *Sender) drop() {
 // start publishes the head of the queue as one unit.
 func (s *Sender) start() error {
 	n, size := 0, 0
+	// The server's limit; before the first connection it is unknown (0),
+	// and nothing is judged too large.
 	limit := int(s.c.nc.MaxPayload())
+	if limit > 0 && s.queue[0].gap == 0 && s.queue[0].size > limit {
+		s.tooLarge(0, int64(limit))
+	}
 	if limit <= 0 {
 		limit = 1 << 20
 	}
