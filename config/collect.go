@@ -28,6 +28,7 @@ type Collector struct {
 	LeaseBucket string   `toml:"lease_bucket"` // default eddy_leases
 	LeaseTTL    Duration `toml:"lease_ttl"`    // default 6s
 	Idle        Duration `toml:"idle"`         // a device stream silent this long is reconnected; default 45s
+	ParkAfter   Duration `toml:"park_after"`   // a device with no record this long moves to HTTP/1.1; default 1m; 0s: never
 }
 
 // CollectDevice is one [[device]].
@@ -72,7 +73,8 @@ const CollectWindow = 256
 func ParseCollect(name string, data []byte) (*Collect, error) {
 	c := &Collect{
 		Collector: Collector{Listen: "127.0.0.1:9464", LeaseBucket: "eddy_leases",
-			LeaseTTL: Duration{6 * time.Second}, Idle: Duration{45 * time.Second}},
+			LeaseTTL: Duration{6 * time.Second}, Idle: Duration{45 * time.Second},
+			ParkAfter: Duration{time.Minute}},
 		NATS: defaultNATS(),
 	}
 	// A collector holds a window per device: a smaller default bounds
@@ -121,6 +123,9 @@ func (c *Collect) Validate() error {
 	}
 	if col.Idle.Duration < time.Second {
 		return &Error{Key: "collector.idle", Msg: "must be at least 1s (and above the devices' stream.heartbeat)"}
+	}
+	if p := col.ParkAfter.Duration; p != 0 && (p < time.Second || p > 24*time.Hour) {
+		return &Error{Key: "collector.park_after", Msg: fmt.Sprintf("%s is out of range: 0s (never) or from 1s to 24h", col.ParkAfter)}
 	}
 	if err := c.NATS.validate("nats", true); err != nil {
 		return err

@@ -25,7 +25,8 @@ type Event struct {
 // costs little. It returns fn's error, the reader's, or nil at EOF.
 func ReadEvents(r io.Reader, maxLine int, fn func(Event) error) error {
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, min(4<<10, maxLine)), maxLine)
+	// Lines grow the buffer as they need; a collector holds one per device.
+	sc.Buffer(make([]byte, min(1<<10, maxLine)), maxLine)
 	sc.Split(scanLines)
 	var ev Event
 	var data strings.Builder

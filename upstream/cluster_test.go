@@ -29,26 +29,37 @@ type testCluster struct {
 
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	return freePorts(t, 1)[0]
+}
+
+// freePorts returns n distinct free loopback ports: all are held open
+// until the last is picked, so no two are the same.
+func freePorts(t testing.TB, n int) []int {
+	t.Helper()
+	var ports []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return ports
 }
 
 func newTestCluster(t testing.TB, n int) *testCluster {
 	t.Helper()
 	c := &testCluster{t: t, name: "eddytest"}
-	routes := make([]int, n)
-	for i := range routes {
-		routes[i] = freePort(t)
-	}
+	// Every port is picked before any node or proxy listens, so that none
+	// of them takes a port meant for a later node.
+	ports := freePorts(t, 2*n)
+	routes := ports[n:]
 	for i := range n {
 		o := &natsserver.Options{
 			ServerName: fmt.Sprintf("n%d", i),
 			Host:       "127.0.0.1",
-			Port:       freePort(t),
+			Port:       ports[i],
 			NoLog:      true,
 			NoSigs:     true,
 			JetStream:  true,
@@ -74,6 +85,8 @@ func newTestCluster(t testing.TB, n int) *testCluster {
 		c.opts = append(c.opts, o)
 		c.nodes = append(c.nodes, nil)
 		c.start(i)
+	}
+	for _, o := range c.opts {
 		c.proxies = append(c.proxies, newProxy(t, fmt.Sprintf("127.0.0.1:%d", o.Port)))
 	}
 	t.Cleanup(c.shutdown)

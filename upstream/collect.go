@@ -61,6 +61,12 @@ type CollectorOptions struct {
 	// Idle drops a stream on which nothing arrived for this long (the
 	// device sends heartbeats); default 45s.
 	Idle time.Duration
+	// ParkAfter parks a device whose HTTP/3 (or HTTP/2) stream carried
+	// no record for this long: it is followed over HTTP/1.1, which holds
+	// a third of a QUIC connection's memory, until its next record. Every
+	// session starts parked (see park.go). Default 1m; negative: never
+	// park, every session on HTTP/3.
+	ParkAfter time.Duration
 	// LogEvery is how often one device's failures are logged; default 1m.
 	LogEvery time.Duration
 	// QUICAddr is the local UDP address all HTTP/3 connections share (one
@@ -76,11 +82,12 @@ type DeviceState struct {
 	Stats      *Stats
 	Connected  atomic.Bool
 	Held       atomic.Bool   // this collector holds its lease
-	Protocol   atomic.Value  // string: "h3", "h2" or ""
+	Protocol   atomic.Value  // string: "h3", "h2", "h1" (parked) or ""
 	Received   atomic.Uint64 // seq of the last event received
 	Reconnects atomic.Uint64
 	Errors     atomic.Uint64 // sessions that ended in an error
 	Malformed  atomic.Uint64 // events that were not valid readings
+	Parks      atomic.Uint64 // times the device was parked on HTTP/1.1
 }
 
 // devRun is one device's runtime state; the collector's lease loop owns it.
@@ -94,6 +101,7 @@ type devRun struct {
 	lastLog  time.Time // guarded by logMu
 	logMu    sync.Mutex
 	preferH2 time.Time // HTTP/3 failed: use HTTP/2 until then (follower-owned)
+	noPark   time.Time // HTTP/1.1 failed where HTTP/3 or HTTP/2 worked: do not park until then (follower-owned)
 }
 
 // Collector follows devices' /events?mode=exact and publishes them, each
@@ -134,6 +142,9 @@ func NewCollector(conn *Conn, devices []Device, o CollectorOptions) (*Collector,
 	}
 	if o.Idle <= 0 {
 		o.Idle = 45 * time.Second
+	}
+	if o.ParkAfter == 0 {
+		o.ParkAfter = time.Minute
 	}
 	if o.LogEvery <= 0 {
 		o.LogEvery = time.Minute
@@ -484,26 +495,60 @@ func (e *errStatus) Error() string { return fmt.Sprintf("HTTP %d: %s", e.code, e
 // errLeaseLost ends a session whose lease may have passed on.
 var errLeaseEnded = errors.New("collect: lease not renewed in time")
 
+// transports are one device's HTTP clients (a parked stream uses none).
+type transports struct {
+	h3 *http3.Transport
+	h2 *http.Transport // HTTP/2 when QUIC does not get through
+}
+
+func (c *Collector) newTransports(d Device) *transports {
+	t := &transports{
+		h3: &http3.Transport{TLSClientConfig: d.TLS, Dial: c.dialQUIC, QUICConfig: &quic.Config{
+			MaxIdleTimeout: 10 * time.Second, KeepAlivePeriod: 3 * time.Second,
+			InitialStreamReceiveWindow: 64 << 10, InitialConnectionReceiveWindow: 128 << 10,
+		}},
+		h2: &http.Transport{TLSClientConfig: d.TLS, ForceAttemptHTTP2: true, ResponseHeaderTimeout: c.opt.Dial,
+			ReadBufferSize: 4 << 10, WriteBufferSize: 4 << 10},
+	}
+	return t
+}
+
+// closeIdle closes the connections no stream uses: after a session, so
+// that a parked device holds no QUIC connection.
+func (t *transports) closeIdle() {
+	t.h3.CloseIdleConnections()
+	t.h2.CloseIdleConnections()
+}
+
 // follow runs sessions with one device until ctx ends.
 func (c *Collector) follow(ctx context.Context, r *devRun) {
-	h3 := &http3.Transport{TLSClientConfig: r.cfg.TLS, Dial: c.dialQUIC, QUICConfig: &quic.Config{
-		MaxIdleTimeout: 10 * time.Second, KeepAlivePeriod: 3 * time.Second,
-		InitialStreamReceiveWindow: 64 << 10, InitialConnectionReceiveWindow: 128 << 10,
-	}}
-	h2 := &http.Transport{TLSClientConfig: r.cfg.TLS, ForceAttemptHTTP2: true, ResponseHeaderTimeout: c.opt.Dial,
-		ReadBufferSize: 4 << 10, WriteBufferSize: 4 << 10}
-	defer h3.Close()
-	defer h2.CloseIdleConnections()
-	clients := [2]*http.Client{{Transport: h3}, {Transport: h2}}
+	t := c.newTransports(r.cfg)
+	defer t.h3.Close()
+	defer t.closeIdle()
 	bo := backoff.Backoff{First: 250 * time.Millisecond, Max: 15 * time.Second}
+	// A session starts parked: an idle device never costs a QUIC
+	// connection, and one with records to send leaves at its first.
+	canPark := c.opt.ParkAfter > 0
+	park := canPark
 	for ctx.Err() == nil {
-		progressed, err := c.session(ctx, r, clients)
+		progressed, err := c.session(ctx, r, t, park)
 		r.state.Connected.Store(false)
+		t.closeIdle()
 		if ctx.Err() != nil {
 			return
 		}
 		if progressed {
 			bo.Reset()
+		}
+		park = canPark
+		if errors.Is(err, errPark) || errors.Is(err, errUnpark) {
+			if errors.Is(err, errPark) {
+				r.state.Parks.Add(1)
+			} else {
+				park = false
+			}
+			c.log.Debug("collect: switching transport", "device", r.cfg.Name, "why", err)
+			continue
 		}
 		r.state.Reconnects.Add(1)
 		c.logFailure(r, err)
@@ -530,7 +575,7 @@ func (c *Collector) dialQUIC(ctx context.Context, addr string, tlsCfg *tls.Confi
 // session resumes from the stream, follows the device's events and
 // publishes them until something fails. It reports whether any record
 // was stored.
-func (c *Collector) session(ctx context.Context, r *devRun, clients [2]*http.Client) (bool, error) {
+func (c *Collector) session(ctx context.Context, r *devRun, t *transports, park bool) (bool, error) {
 	name := r.cfg.Name
 	pos, err := c.conn.LastPosition(ctx, name)
 	if err != nil && !errors.Is(err, ErrNotFound) {
@@ -538,14 +583,14 @@ func (c *Collector) session(ctx context.Context, r *devRun, clients [2]*http.Cli
 	}
 	after := pos.Seq
 	for attempt := 0; attempt < 2; attempt++ {
-		resp, proto, err := c.open(ctx, r, clients, after)
+		resp, proto, err := c.open(ctx, r, t, park, after)
 		var se *errStatus
 		if attempt == 0 && after > 0 && errors.As(err, &se) && se.code == http.StatusBadRequest {
 			// The device never issued that id: a new log whose numbering
 			// starts below ours. Take it from its start (if its epoch is
 			// indeed new, checked below).
 			after = 0
-			resp, proto, err = c.open(ctx, r, clients, after)
+			resp, proto, err = c.open(ctx, r, t, park, after)
 			if err == nil && resp.Header.Get(EpochHeader) == pos.Epoch {
 				resp.Body.Close()
 				return false, fmt.Errorf("collect: the device refuses to resume after %d in the same epoch %s: %w", pos.Seq, pos.Epoch, se)
@@ -575,7 +620,7 @@ func (c *Collector) session(ctx context.Context, r *devRun, clients [2]*http.Cli
 		if epoch != pos.Epoch {
 			floor = pos.Seq
 		}
-		err = c.read(ctx, r, s, floor, resp.Body)
+		err = c.read(ctx, r, s, floor, proto == "h1", resp.Body)
 		if ferr := s.Flush(ctx); ferr != nil && err == nil {
 			err = ferr
 		}
@@ -584,13 +629,24 @@ func (c *Collector) session(ctx context.Context, r *devRun, clients [2]*http.Cli
 	return false, errors.New("collect: the device's epoch keeps changing")
 }
 
-// open connects to /events over HTTP/3, or HTTP/2 when QUIC does not get
-// through, resuming after after.
-func (c *Collector) open(ctx context.Context, r *devRun, clients [2]*http.Client, after uint64) (*http.Response, string, error) {
+// open connects to /events over HTTP/1.1 when park (parked), else or
+// when that does not get through over HTTP/3, or HTTP/2 when QUIC does
+// not get through, resuming after after.
+func (c *Collector) open(ctx context.Context, r *devRun, t *transports, park bool, after uint64) (*http.Response, string, error) {
 	u, err := eventsURL(r.cfg.URL, r.cfg.Topics)
 	if err != nil {
 		return nil, "", err
 	}
+	var h1Err error
+	if park && time.Now().After(r.noPark) {
+		resp, err := c.getParked(ctx, r.cfg, u, after)
+		var se *errStatus
+		if err == nil || errors.As(err, &se) || ctx.Err() != nil {
+			return resp, "h1", err
+		}
+		h1Err = err
+	}
+	clients := [2]*http.Client{{Transport: t.h3}, {Transport: t.h2}}
 	var firstErr error
 	for i, proto := range []string{"h3", "h2"} {
 		if i == 0 && time.Now().Before(r.preferH2) {
@@ -600,6 +656,10 @@ func (c *Collector) open(ctx context.Context, r *devRun, clients [2]*http.Client
 		if err == nil {
 			if i == 1 && firstErr != nil {
 				r.preferH2 = time.Now().Add(5 * time.Minute)
+			}
+			if h1Err != nil {
+				c.log.Info("collect: HTTP/1.1 does not get through; not parking for 5m", "device", r.cfg.Name, "err", h1Err)
+				r.noPark = time.Now().Add(5 * time.Minute)
 			}
 			return resp, proto, nil
 		}
@@ -614,13 +674,10 @@ func (c *Collector) open(ctx context.Context, r *devRun, clients [2]*http.Client
 	return nil, "", firstErr
 }
 
-func (c *Collector) get(ctx context.Context, hc *http.Client, u, token string, after uint64) (*http.Response, error) {
-	// The dial deadline covers the headers only; the body is watched by read.
-	dctx, cancel := context.WithCancel(ctx)
-	t := time.AfterFunc(c.opt.Dial, cancel)
-	req, err := http.NewRequestWithContext(dctx, http.MethodGet, u, nil)
+// eventsRequest is the GET of a device's /events resuming after after.
+func eventsRequest(ctx context.Context, u, token string, after uint64) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		cancel()
 		return nil, err
 	}
 	req.Header.Set("Accept", "text/event-stream")
@@ -630,6 +687,28 @@ func (c *Collector) get(ctx context.Context, hc *http.Client, u, token string, a
 	// Always resume, from 0 for a device the stream has nothing of:
 	// without an id the stream would start live and skip the log.
 	req.Header.Set("Last-Event-ID", strconv.FormatUint(after, 10))
+	return req, nil
+}
+
+// refused turns an answer other than 200 into an *errStatus, closing it.
+func refused(resp *http.Response) error {
+	if resp.StatusCode == http.StatusOK {
+		return nil
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
+	resp.Body.Close()
+	return &errStatus{code: resp.StatusCode, msg: strings.TrimSpace(string(b))}
+}
+
+func (c *Collector) get(ctx context.Context, hc *http.Client, u, token string, after uint64) (*http.Response, error) {
+	// The dial deadline covers the headers only; the body is watched by read.
+	dctx, cancel := context.WithCancel(ctx)
+	t := time.AfterFunc(c.opt.Dial, cancel)
+	req, err := eventsRequest(dctx, u, token, after)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
 	resp, err := hc.Do(req)
 	if !t.Stop() {
 		if err == nil {
@@ -642,11 +721,9 @@ func (c *Collector) get(ctx context.Context, hc *http.Client, u, token string, a
 		cancel()
 		return nil, err
 	}
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
-		resp.Body.Close()
+	if err := refused(resp); err != nil {
 		cancel()
-		return nil, &errStatus{code: resp.StatusCode, msg: strings.TrimSpace(string(b))}
+		return nil, err
 	}
 	resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: cancel}
 	return resp, nil
@@ -693,9 +770,19 @@ type gapEvent struct {
 // here, parses the body; this goroutine owns the Sender, settles each
 // publish unit as soon as it is answered and starts the next with what
 // arrived meanwhile.
-func (c *Collector) read(ctx context.Context, r *devRun, s *Sender, floor uint64, body io.ReadCloser) error {
+func (c *Collector) read(ctx context.Context, r *devRun, s *Sender, floor uint64, parked bool, body io.ReadCloser) error {
+	if parked {
+		return c.readParked(ctx, r, s, floor, body)
+	}
 	idle := time.AfterFunc(c.opt.Idle, func() { body.Close() })
 	defer idle.Stop()
+	var park <-chan time.Time // fires when no record came for ParkAfter
+	var parkTimer *time.Timer
+	if c.opt.ParkAfter > 0 && time.Now().After(r.noPark) {
+		parkTimer = time.NewTimer(c.opt.ParkAfter)
+		defer parkTimer.Stop()
+		park = parkTimer.C
+	}
 	events := make(chan sse.Event, 16)
 	stop := make(chan struct{})
 	readErr := make(chan error, 1)
@@ -733,6 +820,11 @@ func (c *Collector) read(ctx context.Context, r *devRun, s *Sender, floor uint64
 			if err := c.handle(ctx, r, s, floor, ev); err != nil {
 				return err
 			}
+			if isRecord(ev) && parkTimer != nil {
+				parkTimer.Reset(c.opt.ParkAfter)
+			}
+		case <-park:
+			return errPark
 		case <-s.Ready():
 			if err := s.Poll(ctx); err != nil {
 				return err

@@ -10,7 +10,7 @@ import (
 type DeviceView struct {
 	Device     string  `json:"device"`
 	Connected  bool    `json:"connected"`
-	Protocol   string  `json:"protocol,omitempty"` // pull: "h3" or "h2"
+	Protocol   string  `json:"protocol,omitempty"` // pull: "h3", "h2" or "h1" (parked)
 	Held       bool    `json:"lease_held"`         // pull: this collector holds the lease
 	Published  uint64  `json:"published"`
 	Duplicates uint64  `json:"duplicates"`
@@ -22,6 +22,7 @@ type DeviceView struct {
 	stats      *Stats
 	errors     uint64
 	malformed  uint64
+	parks      uint64
 }
 
 // Status is push's state for /api/status.
@@ -40,7 +41,8 @@ func (c *Collector) Status() []DeviceView {
 		s := st.Stats
 		v := DeviceView{Device: name, Connected: st.Connected.Load(), Held: st.Held.Load(), Published: s.Published.Load(),
 			Duplicates: s.Duplicates.Load(), Gaps: s.Gaps.Load(), GapRecords: s.GapRecords.Load(),
-			Reconnects: st.Reconnects.Load(), stats: s, errors: st.Errors.Load(), malformed: st.Malformed.Load()}
+			Reconnects: st.Reconnects.Load(), stats: s, errors: st.Errors.Load(), malformed: st.Malformed.Load(),
+			parks: st.Parks.Load()}
 		v.Protocol, _ = st.Protocol.Load().(string)
 		if rcv, ack := st.Received.Load(), s.AckedSeq.Load(); rcv > ack {
 			v.LagRecords = rcv - ack
@@ -84,7 +86,7 @@ func NewMetrics(conn *Conn, views func() []DeviceView, leases func() int) *Metri
 	d("eddy_upstream_leases_held", "Device leases this collector holds (pull).")
 	d("eddy_upstream_lag_records", "Records the device has that JetStream has not acknowledged.", "device")
 	d("eddy_upstream_lag_seconds", "Age of the last acknowledged record while records wait (0 when caught up).", "device")
-	m.counters = []string{"published", "duplicates", "republished", "units", "gaps", "gap_records", "failures", "reconnects", "errors", "malformed"}
+	m.counters = []string{"published", "duplicates", "republished", "units", "gaps", "gap_records", "failures", "reconnects", "errors", "malformed", "parks"}
 	help := map[string]string{
 		"published":   "Records newly stored in the stream.",
 		"duplicates":  "Records JetStream acknowledged as duplicates of stored ones.",
@@ -96,6 +98,7 @@ func NewMetrics(conn *Conn, views func() []DeviceView, leases func() int) *Metri
 		"reconnects":  "Device stream reconnections (pull).",
 		"errors":      "Device sessions that ended in an error (pull).",
 		"malformed":   "Events from the device that were not valid readings (pull).",
+		"parks":       "Times the device's stream moved to HTTP/1.1 after park_after without a record (pull).",
 	}
 	for _, n := range m.counters {
 		d("eddy_upstream_"+n+"_total", help[n], "device")
@@ -142,9 +145,10 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 			"published": s.Published.Load(), "duplicates": s.Duplicates.Load(), "republished": s.Republished.Load(),
 			"units": s.Units.Load(), "gaps": s.Gaps.Load(), "gap_records": s.GapRecords.Load(),
 			"failures": s.Failures.Load(), "reconnects": v.Reconnects, "errors": v.errors, "malformed": v.malformed,
+			"parks": v.parks,
 		}
 		for _, n := range m.counters {
-			if m.leases == nil && (n == "errors" || n == "malformed" || n == "reconnects") {
+			if m.leases == nil && (n == "errors" || n == "malformed" || n == "reconnects" || n == "parks") {
 				continue
 			}
 			c("eddy_upstream_"+n+"_total", vals[n], v.Device)

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,6 +34,7 @@ type pullDevice struct {
 	stopHb context.CancelFunc
 	hubEnd chan struct{}
 	want   map[string][]uint64
+	open   [4]atomic.Int64 // /events streams open, by HTTP major version
 }
 
 func newPullDevice(t *testing.T, name string) *pullDevice {
@@ -51,6 +53,15 @@ func epochHeader(epoch string, h http.Handler) http.Handler {
 	})
 }
 
+// counted counts the open /events streams by protocol.
+func (d *pullDevice) counted(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		d.open[r.ProtoMajor].Add(1)
+		defer d.open[r.ProtoMajor].Add(-1)
+		h.ServeHTTP(w, r)
+	})
+}
+
 func (d *pullDevice) serve(listen string) {
 	var err error
 	d.dev, err = devtls.Load(devtls.Options{Dir: d.dir, Hostname: d.name,
@@ -63,7 +74,7 @@ func (d *pullDevice) serve(listen string) {
 	d.stopHb, d.hubEnd = cancel, make(chan struct{})
 	go func() { defer close(d.hubEnd); d.hub.Run(ctx) }()
 	d.srv, err = server.New(server.Options{Listen: listen, HTTP3: true, TLS: d.dev.ServerConfig(), Log: d.log.Log,
-		Events: epochHeader(d.log.Epoch(), d.hub), Tokens: []string{testToken}})
+		Events: d.counted(epochHeader(d.log.Epoch(), d.hub)), Tokens: []string{testToken}})
 	if err != nil {
 		d.t.Fatal(err)
 	}
@@ -76,7 +87,7 @@ func (d *pullDevice) serve(listen string) {
 		}
 		time.Sleep(100 * time.Millisecond)
 		d.srv, _ = server.New(server.Options{Listen: listen, HTTP3: true, TLS: d.dev.ServerConfig(), Log: d.log.Log,
-			Events: epochHeader(d.log.Epoch(), d.hub), Tokens: []string{testToken}})
+			Events: d.counted(epochHeader(d.log.Epoch(), d.hub)), Tokens: []string{testToken}})
 	}
 	d.addr = d.srv.Addr().String()
 }

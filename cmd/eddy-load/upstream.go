@@ -25,6 +25,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -137,7 +138,7 @@ func (e env) upstream(ctx context.Context) error {
 		return err
 	}
 	// EDDY_UP_PHASES picks phases (comma-separated: raw, push, live,
-	// pull, pull100, idle, catchup); default all.
+	// pull, pull100, idle, idle-warm, idle-h3, catchup); default all.
 	want := map[string]bool{}
 	for _, p := range strings.Split(os.Getenv("EDDY_UP_PHASES"), ",") {
 		if p = strings.TrimSpace(p); p != "" {
@@ -210,7 +211,17 @@ func (e env) upstream(ctx context.Context) error {
 		}
 	}
 	if phase("idle") {
-		if err := add(e.pullIdle(ctx, conn, cl.urls, 1000)); err != nil {
+		if err := add(e.pullIdle(ctx, conn, cl.urls, 1000, "5s", false)); err != nil {
+			return err
+		}
+	}
+	if phase("idle-warm") {
+		if err := add(e.pullIdle(ctx, conn, cl.urls, 1000, "5s", true)); err != nil {
+			return err
+		}
+	}
+	if phase("idle-h3") {
+		if err := add(e.pullIdle(ctx, conn, cl.urls, 1000, "0s", false)); err != nil {
 			return err
 		}
 	}
@@ -252,8 +263,14 @@ func goMem(port, devices int) string {
 		}
 	}
 	per := func(k string) float64 { return vals[k] / float64(devices) / 1024 }
-	return fmt.Sprintf("per device: heap in use %.1f KiB, heap idle not released %.1f KiB, stacks %.1f KiB, %.1f goroutines",
-		per("go_memstats_heap_inuse_bytes"), (vals["go_memstats_heap_idle_bytes"]-vals["go_memstats_heap_released_bytes"])/float64(devices)/1024,
+	protos := map[string]int{}
+	for k, v := range vals {
+		if strings.HasPrefix(k, "eddy_upstream_protocol{") && v == 1 {
+			protos[k[strings.LastIndex(k, "=")+2:len(k)-2]]++
+		}
+	}
+	return fmt.Sprintf("streams by protocol %v; per device: heap in use %.1f KiB (allocated %.1f KiB), heap idle not released %.1f KiB, stacks %.1f KiB, %.1f goroutines",
+		protos, per("go_memstats_heap_inuse_bytes"), per("go_memstats_heap_alloc_bytes"), (vals["go_memstats_heap_idle_bytes"]-vals["go_memstats_heap_released_bytes"])/float64(devices)/1024,
 		per("go_memstats_stack_inuse_bytes"), vals["go_goroutines"]/float64(devices))
 }
 
@@ -507,7 +524,8 @@ type simDevices struct {
 type simDevice struct {
 	name     string
 	addr     string
-	srv      *http3.Server
+	srv      *http3.Server // nil without UDP
+	tcp      *http.Server  // HTTP/1.1 and HTTP/2 on the same port
 	pc       net.PacketConn
 	t0       time.Time
 	interval time.Duration
@@ -577,6 +595,23 @@ func (d *simDevice) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// listenBoth listens on one loopback port over TCP and, unless tcpOnly,
+// UDP, as an eddy does.
+func listenBoth(tcpOnly bool) (net.Listener, net.PacketConn, error) {
+	for range 50 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil || tcpOnly {
+			return ln, nil, err
+		}
+		pc, err := net.ListenPacket("udp", ln.Addr().String())
+		if err == nil {
+			return ln, pc, nil
+		}
+		ln.Close()
+	}
+	return nil, nil, errors.New("no loopback port free over both TCP and UDP")
+}
+
 // startSim starts n devices named prefix-NNN producing rate records/s each.
 func (e env) startSim(prefix string, n, rate int) (*simDevices, error) {
 	dev, err := devtls.Load(devtls.Options{Dir: filepath.Join(e.dir, "sim-tls"), Hostname: "sim",
@@ -586,21 +621,29 @@ func (e env) startSim(prefix string, n, rate int) (*simDevices, error) {
 	}
 	s := &simDevices{stop: make(chan struct{}), fp: dev.Fingerprint()}
 	t0 := time.Now()
+	// EDDY_UP_SIM_NO_UDP: the devices serve TCP only, so a collector
+	// falls back to HTTP/2 (its memory per device on that path).
+	noUDP := os.Getenv("EDDY_UP_SIM_NO_UDP") != ""
 	for i := range n {
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		ln, pc, err := listenBoth(noUDP)
 		if err != nil {
 			s.close()
 			return nil, err
 		}
-		d := &simDevice{name: fmt.Sprintf("%s-%03d", prefix, i), addr: pc.LocalAddr().String(), pc: pc, t0: t0, wake: make(chan struct{})}
+		d := &simDevice{name: fmt.Sprintf("%s-%03d", prefix, i), addr: ln.Addr().String(), pc: pc, t0: t0, wake: make(chan struct{})}
 		if rate > 0 {
 			d.interval = time.Second / time.Duration(rate)
 		}
-		d.srv = &http3.Server{Handler: d, TLSConfig: http3.ConfigureTLSConfig(dev.ServerConfig()),
-			QUICConfig: &quic.Config{MaxIdleTimeout: 30 * time.Second}}
+		d.tcp = &http.Server{Handler: d, TLSConfig: dev.ServerConfig()}
 		s.devs = append(s.devs, d)
 		s.wg.Add(1)
-		go func() { defer s.wg.Done(); d.srv.Serve(pc) }()
+		go func() { defer s.wg.Done(); d.tcp.ServeTLS(ln, "", "") }()
+		if pc != nil {
+			d.srv = &http3.Server{Handler: d, TLSConfig: http3.ConfigureTLSConfig(dev.ServerConfig()),
+				QUICConfig: &quic.Config{MaxIdleTimeout: 30 * time.Second}}
+			s.wg.Add(1)
+			go func() { defer s.wg.Done(); d.srv.Serve(pc) }()
+		}
 	}
 	s.rate = rate
 	return s, nil
@@ -667,20 +710,24 @@ func (s *simDevices) total() uint64 {
 func (s *simDevices) close() {
 	s.halt()
 	for _, d := range s.devs {
-		d.srv.Close()
-		d.pc.Close()
+		d.tcp.Close()
+		if d.srv != nil {
+			d.srv.Close()
+			d.pc.Close()
+		}
 	}
 	s.wg.Wait()
 }
 
 // startCollectors starts k `eddy collect` children following the devices.
 func (e env) startCollectors(name string, k int, urls []string, s *simDevices) ([]*child, []int, error) {
-	return e.startCollectorsDebug(name, k, urls, s, "")
+	return e.startCollectorsDebug(name, k, urls, s, "", "")
 }
 
 // startCollectorsDebug is startCollectors with the first collector
-// serving pprof on debug (when not empty).
-func (e env) startCollectorsDebug(name string, k int, urls []string, s *simDevices, debug string) ([]*child, []int, error) {
+// serving pprof on debug (when not empty), and extra lines in each
+// [collector] table.
+func (e env) startCollectorsDebug(name string, k int, urls []string, s *simDevices, debug, extra string) ([]*child, []int, error) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "[nats]\nservers = [")
 	for i, u := range urls {
@@ -701,7 +748,7 @@ func (e env) startCollectorsDebug(name string, k int, urls []string, s *simDevic
 			return out, ports, err
 		}
 		ports = append(ports, port)
-		cfg := fmt.Sprintf("[collector]\nlisten = \"127.0.0.1:%d\"\nid = \"%s-%d\"\n\n", port, name, i) + b.String()
+		cfg := fmt.Sprintf("[collector]\nlisten = \"127.0.0.1:%d\"\nid = \"%s-%d\"\n%s\n", port, name, i, extra) + b.String()
 		path := filepath.Join(e.dir, fmt.Sprintf("collect-%s-%d.toml", name, i))
 		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 			return out, ports, err
@@ -820,14 +867,26 @@ func (e env) pullLive(ctx context.Context, conn *upstream.Conn, urls []string, n
 		cpu: (cpu1 - cpu0) / time.Duration(max(want, 1)), p50: p50, p99: p99, rss: rss, note: note}, err
 }
 
-func (e env) pullIdle(ctx context.Context, conn *upstream.Conn, urls []string, n int) (upResult, error) {
+// pullIdle measures the collector's RSS per idle device: parked on
+// HTTP/1.1 (park_after 5s here), or with park_after "0s" (never) on
+// HTTP/3. With warm, the devices first record 1 record/s for 20s (over
+// HTTP/3), then go idle and park: what a fleet that quietens holds,
+// measured 4.5 minutes after.
+func (e env) pullIdle(ctx context.Context, conn *upstream.Conn, urls []string, n int, parkAfter string, warm bool) (upResult, error) {
 	var mem string // the big collector's Go memory, from its /metrics
 	rssFor := func(name string, k int) (int64, error) {
-		s, err := e.startSim(name, k, 0)
+		rate := 0
+		if warm {
+			rate = 1
+		}
+		s, err := e.startSim(name, k, rate)
 		if err != nil {
 			return 0, err
 		}
 		defer s.close()
+		if warm {
+			s.begin()
+		}
 		// EDDY_UP_PPROF=ADDR: the collector serves pprof there; its
 		// heap and goroutine profiles are saved in the work directory.
 		debug := os.Getenv("EDDY_UP_PPROF")
@@ -844,15 +903,32 @@ func (e env) pullIdle(ctx context.Context, conn *upstream.Conn, urls []string, n
 				}
 			}()
 		}
-		cs, ports, err := e.startCollectorsDebug(name, 1, urls, s, debug)
+		cs, ports, err := e.startCollectorsDebug(name, 1, urls, s, debug, fmt.Sprintf("park_after = %q\n", parkAfter))
 		defer stopAll(cs)
 		if err != nil {
 			return 0, err
 		}
-		if err := sleepCtx(ctx, 25*time.Second); err != nil {
+		if warm {
+			if err := sleepCtx(ctx, 20*time.Second); err != nil {
+				return 0, err
+			}
+			s.halt()
+		}
+		if err := sleepCtx(ctx, 30*time.Second); err != nil {
 			return 0, err
 		}
 		_, rss := usageOf(cs)
+		if warm {
+			// And after two of the runtime's forced collections (one at
+			// least every 2 minutes), which shrink stacks and return
+			// freed memory: what a fleet idle for minutes holds.
+			_, first := usageOf(cs)
+			if err := sleepCtx(ctx, 4*time.Minute); err != nil {
+				return 0, err
+			}
+			_, rss = usageOf(cs)
+			e.lg.Info("upstream: idle RSS", "devices", k, "after_30s_mib", mib(first), "after_4m30s_mib", mib(rss))
+		}
 		mem = goMem(ports[0], k)
 		if debug != "" {
 			for _, prof := range []string{"heap?gc=1", "goroutine?debug=1", "allocs"} {
@@ -868,18 +944,30 @@ func (e env) pullIdle(ctx context.Context, conn *upstream.Conn, urls []string, n
 				}
 				e.lg.Info("upstream: profile saved", "file", file)
 			}
+			mem += "; after a GC: " + goMem(ports[0], k)
 		}
 		return rss, nil
 	}
-	small, err := rssFor("idle10", 10)
+	tag := "idle"
+	if parkAfter == "0s" {
+		tag = "idle-h3"
+	}
+	if warm {
+		tag += "-warm"
+	}
+	small, err := rssFor(tag+"10", 10)
 	if err != nil {
 		return upResult{}, err
 	}
-	big, err := rssFor("idle1000", n)
+	big, err := rssFor(tag+"1000", n)
 	if err != nil {
 		return upResult{}, err
 	}
-	return upResult{name: fmt.Sprintf("pull %d idle devices, 1 collector", n), records: 0, took: time.Second, rss: big,
+	what := "idle devices"
+	if warm {
+		what = "devices idle after 20s at 1 record/s"
+	}
+	return upResult{name: fmt.Sprintf("pull %d %s, 1 collector, park_after %s", n, what, parkAfter), records: 0, took: time.Second, rss: big,
 		perDevice: (big - small) / int64(n-10), note: fmt.Sprintf("RSS per device: (RSS at %d - RSS at 10) / %d; at %d: %s", n, n-10, n, mem)}, nil
 }
 

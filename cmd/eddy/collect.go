@@ -108,7 +108,7 @@ func collect(ctx context.Context, cfg *config.Collect, devices []upstream.Device
 	var m *upstream.Metrics
 	col, err := upstream.NewCollector(conn, devices, upstream.CollectorOptions{
 		ID: cfg.Collector.ID, Bucket: cfg.Collector.LeaseBucket, LeaseTTL: cfg.Collector.LeaseTTL.Duration,
-		Idle: cfg.Collector.Idle.Duration, Logger: logger.With("component", "collect"),
+		Idle: cfg.Collector.Idle.Duration, ParkAfter: parkAfter(cfg.Collector.ParkAfter.Duration), Logger: logger.With("component", "collect"),
 		OnAck: func(_ string, seq uint64, ts time.Time, d time.Duration) { m.Observe(seq, ts, d) },
 	})
 	if err != nil {
@@ -172,4 +172,12 @@ loop:
 	defer cancel()
 	_ = srv.Shutdown(sctx)
 	return runErr
+}
+
+// parkAfter maps park_after's "0s: never" onto the collector's negative.
+func parkAfter(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
