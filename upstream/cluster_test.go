@@ -48,6 +48,19 @@ func freePorts(t testing.TB, n int) []int {
 	return ports
 }
 
+// clusterTest starts a test on an n-node cluster: skipped in -short mode
+// (why says what it runs), and checked for leaked goroutines after
+// everything it started is closed (the check is registered first, so it
+// runs last).
+func clusterTest(t *testing.T, n int, why string) *testCluster {
+	t.Helper()
+	t.Cleanup(func() { checkNoLeaks(t) })
+	if testing.Short() {
+		t.Skip(why)
+	}
+	return newTestCluster(t, n)
+}
+
 func newTestCluster(t testing.TB, n int) *testCluster {
 	t.Helper()
 	c := &testCluster{t: t, name: "eddytest"}

@@ -502,7 +502,7 @@ type transports struct {
 }
 
 func (c *Collector) newTransports(d Device) *transports {
-	t := &transports{
+	return &transports{
 		h3: &http3.Transport{TLSClientConfig: d.TLS, Dial: c.dialQUIC, QUICConfig: &quic.Config{
 			MaxIdleTimeout: 10 * time.Second, KeepAlivePeriod: 3 * time.Second,
 			InitialStreamReceiveWindow: 64 << 10, InitialConnectionReceiveWindow: 128 << 10,
@@ -510,7 +510,6 @@ func (c *Collector) newTransports(d Device) *transports {
 		h2: &http.Transport{TLSClientConfig: d.TLS, ForceAttemptHTTP2: true, ResponseHeaderTimeout: c.opt.Dial,
 			ReadBufferSize: 4 << 10, WriteBufferSize: 4 << 10},
 	}
-	return t
 }
 
 // closeIdle closes the connections no stream uses: after a session, so
@@ -540,13 +539,11 @@ func (c *Collector) follow(ctx context.Context, r *devRun) {
 		if progressed {
 			bo.Reset()
 		}
-		park = canPark
+		park = canPark && !errors.Is(err, errUnpark)
+		if errors.Is(err, errPark) {
+			r.state.Parks.Add(1)
+		}
 		if errors.Is(err, errPark) || errors.Is(err, errUnpark) {
-			if errors.Is(err, errPark) {
-				r.state.Parks.Add(1)
-			} else {
-				park = false
-			}
 			c.log.Debug("collect: switching transport", "device", r.cfg.Name, "why", err)
 			continue
 		}
@@ -620,7 +617,11 @@ func (c *Collector) session(ctx context.Context, r *devRun, t *transports, park 
 		if epoch != pos.Epoch {
 			floor = pos.Seq
 		}
-		err = c.read(ctx, r, s, floor, proto == "h1", resp.Body)
+		if proto == "h1" {
+			err = c.readParked(ctx, r, s, floor, resp.Body)
+		} else {
+			err = c.read(ctx, r, s, floor, resp.Body)
+		}
 		if ferr := s.Flush(ctx); ferr != nil && err == nil {
 			err = ferr
 		}
@@ -770,10 +771,7 @@ type gapEvent struct {
 // here, parses the body; this goroutine owns the Sender, settles each
 // publish unit as soon as it is answered and starts the next with what
 // arrived meanwhile.
-func (c *Collector) read(ctx context.Context, r *devRun, s *Sender, floor uint64, parked bool, body io.ReadCloser) error {
-	if parked {
-		return c.readParked(ctx, r, s, floor, body)
-	}
+func (c *Collector) read(ctx context.Context, r *devRun, s *Sender, floor uint64, body io.ReadCloser) error {
 	idle := time.AfterFunc(c.opt.Idle, func() { body.Close() })
 	defer idle.Stop()
 	var park <-chan time.Time // fires when no record came for ParkAfter

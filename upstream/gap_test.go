@@ -15,11 +15,7 @@ import (
 // upstream is back, push publishes one gap on eddy.<device>._gap for
 // them, counts it, and continues with the records the log still holds.
 func TestPushGap(t *testing.T) {
-	t.Cleanup(func() { checkNoLeaks(t) }) // runs last: after everything the test started is closed
-	if testing.Short() {
-		t.Skip("runs a JetStream node")
-	}
-	c := newTestCluster(t, 1)
+	c := clusterTest(t, 1, "runs a JetStream node")
 	l, err := ringlog.Open(t.TempDir(), &ringlog.Options{SyncInterval: 20 * time.Millisecond, MaxAge: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -101,11 +97,7 @@ func TestPushGap(t *testing.T) {
 // would be refused on every retry and wedge its device; it goes upstream
 // as a one-record gap that says so, and the records after it follow.
 func TestTooLargeGoesAsGap(t *testing.T) {
-	t.Cleanup(func() { checkNoLeaks(t) })
-	if testing.Short() {
-		t.Skip("runs a JetStream node")
-	}
-	c := newTestCluster(t, 1)
+	c := clusterTest(t, 1, "runs a JetStream node")
 	o := testOptions(c, "big")
 	o.Replicas = 1
 	conn, err := Connect(o)

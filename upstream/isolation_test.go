@@ -62,11 +62,7 @@ func hostile(t *testing.T, name string, fn http.HandlerFunc) Device {
 // nothing, and do not slow a good device; a new device list adds and
 // removes devices without touching the ones that stay.
 func TestCollectorIsolation(t *testing.T) {
-	t.Cleanup(func() { checkNoLeaks(t) }) // runs last: after everything the test started is closed
-	if testing.Short() {
-		t.Skip("runs a 3-node cluster")
-	}
-	c := newTestCluster(t, 3)
+	c := clusterTest(t, 3, "runs a 3-node cluster")
 	good := newPullDevice(t, "good")
 	defer func() { good.halt(); good.log.Close() }()
 	devs := []Device{

@@ -19,11 +19,7 @@ import (
 // records bring it back to HTTP/3; across both switches every record is
 // stored exactly once, in order.
 func TestPullParksIdleDevice(t *testing.T) {
-	t.Cleanup(func() { checkNoLeaks(t) }) // runs last: after everything the test started is closed
-	if testing.Short() {
-		t.Skip("runs a 3-node cluster")
-	}
-	c := newTestCluster(t, 3)
+	c := clusterTest(t, 3, "runs a 3-node cluster")
 	d := newPullDevice(t, "parked")
 	col, conn := startParkingCollector(t, c, "park", d)
 	st := col.Devices()["parked"]
@@ -68,11 +64,7 @@ func TestPullParksIdleDevice(t *testing.T) {
 // TCP port refused) is followed over HTTP/3 from the start, and is not
 // parked when it goes idle: no switch, no reconnect, nothing lost.
 func TestPullWithoutTCPStaysOnHTTP3(t *testing.T) {
-	t.Cleanup(func() { checkNoLeaks(t) }) // runs last: after everything the test started is closed
-	if testing.Short() {
-		t.Skip("runs a 3-node cluster")
-	}
-	c := newTestCluster(t, 3)
+	c := clusterTest(t, 3, "runs a 3-node cluster")
 	d := newPullDevice(t, "udponly")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

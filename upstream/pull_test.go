@@ -212,11 +212,7 @@ func holders(cols ...*testCollector) map[string]int {
 // and a device's ring.db is replaced. At the end every record of every
 // device and epoch is in the stream exactly once, in seq order.
 func TestPullFaults(t *testing.T) {
-	t.Cleanup(func() { checkNoLeaks(t) }) // runs last: after everything the test started is closed
-	if testing.Short() {
-		t.Skip("fault test runs a 3-node cluster and 3 devices for about 30s")
-	}
-	c := newTestCluster(t, 3)
+	c := clusterTest(t, 3, "fault test runs a 3-node cluster and 3 devices for about 30s")
 	var devs []*pullDevice
 	for i := range 3 {
 		devs = append(devs, newPullDevice(t, fmt.Sprintf("pull-%d", i)))

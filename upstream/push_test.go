@@ -105,11 +105,7 @@ func (d *pushDevice) lastRecord() uint64 {
 // At the end every record of every device and epoch is in the stream
 // exactly once, in seq order.
 func TestPushFaults(t *testing.T) {
-	t.Cleanup(func() { checkNoLeaks(t) }) // runs last: after everything the test started is closed
-	if testing.Short() {
-		t.Skip("fault test runs a 3-node cluster for about 20s")
-	}
-	c := newTestCluster(t, 3)
+	c := clusterTest(t, 3, "fault test runs a 3-node cluster for about 20s")
 	var devs []*pushDevice
 	for i := range 3 {
 		devs = append(devs, newPushDevice(t, c, fmt.Sprintf("dev-%d", i)))

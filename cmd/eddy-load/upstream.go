@@ -622,7 +622,8 @@ func (e env) startSim(prefix string, n, rate int) (*simDevices, error) {
 	s := &simDevices{stop: make(chan struct{}), fp: dev.Fingerprint()}
 	t0 := time.Now()
 	// EDDY_UP_SIM_NO_UDP: the devices serve TCP only, so a collector
-	// falls back to HTTP/2 (its memory per device on that path).
+	// that does not park (phase idle-h3) falls back to HTTP/2: its memory
+	// per device on that path.
 	noUDP := os.Getenv("EDDY_UP_SIM_NO_UDP") != ""
 	for i := range n {
 		ln, pc, err := listenBoth(noUDP)
@@ -922,7 +923,7 @@ func (e env) pullIdle(ctx context.Context, conn *upstream.Conn, urls []string, n
 			// And after two of the runtime's forced collections (one at
 			// least every 2 minutes), which shrink stacks and return
 			// freed memory: what a fleet idle for minutes holds.
-			_, first := usageOf(cs)
+			first := rss
 			if err := sleepCtx(ctx, 4*time.Minute); err != nil {
 				return 0, err
 			}
